@@ -1,0 +1,1 @@
+"""Model analysis: summaries (MACs, parameters), sparsity tables and, later, sensitivity."""

@@ -1,0 +1,127 @@
+"""Loading ``.pth`` files from outside without executing anything they contain.
+
+First choice is ``torch.load(weights_only=True)``, PyTorch's own restricted unpickler. Distiller
+checkpoints cannot pass it: they pickle Distiller objects (``distiller.thinning.ThinningRecipe``)
+and class references (``torch.optim.sgd.SGD`` as ``optimizer_type``), and the ``distiller``
+package is not installed anyway. For those, a second restricted unpickler accepts tensors,
+containers and numpy scalars, turns every class reference from a known checkpoint-writing
+library into an inert :class:`OpaqueObject` (its arguments and state recorded, nothing called),
+and refuses everything else — ``os.system``, ``builtins.eval`` and the like — with a
+:class:`CheckpointError` naming the offending global.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from edgeprune.errors import CheckpointError
+
+# Globals that reconstruct data, never run user code.
+_DATA_GLOBALS: dict[tuple[str, str], Any] = {
+    ("collections", "OrderedDict"): __import__("collections").OrderedDict,
+    ("builtins", "set"): set,
+    ("builtins", "frozenset"): frozenset,
+    ("builtins", "slice"): slice,
+    ("torch._utils", "_rebuild_tensor"): torch._utils._rebuild_tensor,
+    ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
+    ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
+    ("torch", "Size"): torch.Size,
+    ("torch", "device"): torch.device,
+}
+# Modules whose classes Distiller-era checkpoints refer to; they become inert placeholders.
+_OPAQUE_PREFIXES = ("distiller.", "torch.optim.", "argparse", "apputils.", "numpy.")
+
+
+class OpaqueObject:
+    """An object from a checkpoint whose class is not imported: arguments and state, inert."""
+
+    qualname = "?"
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> OpaqueObject:
+        obj = super().__new__(cls)
+        obj.args, obj.state = args, None
+        return obj
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:  # REDUCE calls cls(*args); keep them
+        self.args = args
+
+    def __setstate__(self, state: Any) -> None:
+        self.state = state
+
+    def __repr__(self) -> str:
+        return f"<opaque {self.qualname}>"
+
+
+def _opaque_class(module: str, name: str) -> type[OpaqueObject]:
+    return type(name, (OpaqueObject,), {"qualname": f"{module}.{name}", "__module__": "edgeprune.opaque"})
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _DATA_GLOBALS:
+            return _DATA_GLOBALS[(module, name)]
+        if (module == "numpy.core.multiarray" and name == "scalar") or (module == "numpy" and name == "dtype"):
+            import numpy
+
+            return numpy.core.multiarray.scalar if name == "scalar" else numpy.dtype
+        if module.startswith(_OPAQUE_PREFIXES) or module in {"distiller", "argparse"}:
+            return _opaque_class(module, name)
+        raise pickle.UnpicklingError(f"unexpected global {module}.{name}")
+
+
+class _RestrictedPickleModule:
+    """The ``pickle_module`` handed to ``torch.load``: only ``load`` and ``Unpickler`` are used."""
+
+    Unpickler = _RestrictedUnpickler
+    UnpicklingError = pickle.UnpicklingError
+
+    @staticmethod
+    def load(file: Any, **kwargs: Any) -> Any:
+        return _RestrictedUnpickler(file, **kwargs).load()
+
+
+def safe_torch_load(path: str | Path) -> Any:
+    """Load a ``.pth``/``.pth.tar`` file on the CPU without executing code from it."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"Checkpoint {str(path)!r} does not exist.",
+                              hint="Check the path; zoo names need no file (see `edgeprune summary --help`).")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as first:
+        if "Unsupported global" not in str(first) and "unsupported global" not in str(first).lower():
+            raise _corrupt(path, first) from None
+    except Exception as exc:
+        raise _corrupt(path, exc) from None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False, pickle_module=_RestrictedPickleModule)
+    except pickle.UnpicklingError as exc:
+        if "unexpected global" in str(exc):
+            raise CheckpointError(
+                f"Checkpoint {str(path)!r} contains an unexpected code object ({str(exc).split('global ')[-1]}); "
+                "edgeprune refuses to load it because unpickling it could run arbitrary code.",
+                hint="Re-save the weights as a plain state_dict (torch.save(model.state_dict(), ...)) "
+                     "from a trusted environment.",
+            ) from None
+        raise _corrupt(path, exc) from None
+    except Exception as exc:
+        raise _corrupt(path, exc) from None
+
+
+def _corrupt(path: Path, exc: BaseException) -> CheckpointError:
+    detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    kind = "truncated" if isinstance(exc, (EOFError, zipfile.BadZipFile)) or "EOF" in detail else "corrupt"
+    return CheckpointError(
+        f"Checkpoint {str(path)!r} could not be read: it looks {kind} or is not a PyTorch file ({detail}).",
+        hint="Re-copy or re-save the file; partial downloads and interrupted writes cause this.",
+    )
+
+
+def is_zip_checkpoint(data: bytes) -> bool:
+    return zipfile.is_zipfile(io.BytesIO(data))

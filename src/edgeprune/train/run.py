@@ -1,0 +1,95 @@
+"""The train / evaluate jobs behind the CLI: resolve model and data, check they fit, run.
+
+Kept apart from ``cli.py`` so the same jobs are one call from Python, from the demo and from
+the sweep's trial pipeline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+from torch import nn
+
+from edgeprune.data import BatchLoader, ImageDataset, channel_stats, load_dataset
+from edgeprune.errors import ConfigError
+from edgeprune.models import MODELS
+from edgeprune.models.resolve import LoadedModel, resolve_model
+from edgeprune.train.hooks import TrainingHooks
+from edgeprune.train.loop import TrainConfig, Trainer, TrainResult, resolve_device
+from edgeprune.train.metrics import evaluate
+
+
+@dataclass
+class EvalResult:
+    metrics: dict[str, float]
+    images: int
+    normalize: dict[str, list[float]]
+
+
+def load_model_for_data(spec: str, data: ImageDataset, arch: str | None = None) -> LoadedModel:
+    """Resolve MODEL; a zoo model is built for the data's channels and classes, a checkpoint is checked."""
+    if Path(spec).is_file():
+        loaded = resolve_model(spec, arch=arch)
+    elif spec in MODELS:
+        loaded = resolve_model(spec, num_classes=data.num_classes, in_channels=data.input_shape[0])
+    else:
+        loaded = resolve_model(spec)
+    check_fits(loaded.model, data, spec)
+    return loaded
+
+
+def check_fits(model: nn.Module, data: ImageDataset, spec: str) -> None:
+    """Fail early, in words, when the model's output classes do not match the data's."""
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if linears and linears[-1].out_features != data.num_classes:
+        raise ConfigError(
+            f"Model {spec!r} predicts {linears[-1].out_features} classes but data {data.source!r} "
+            f"({data.split}) has {data.num_classes}.",
+            hint="Use a checkpoint trained on this data, or a zoo name so the model is built for it.",
+        )
+
+
+def normalization_for(loaded: LoadedModel, train_data: ImageDataset) -> dict[str, list[float]]:
+    """The checkpoint's recorded normalisation, else the training split's channel statistics."""
+    if loaded.normalize:
+        return {"mean": list(loaded.normalize["mean"]), "std": list(loaded.normalize["std"])}
+    mean, std = channel_stats(train_data)
+    return {"mean": list(mean), "std": list(std)}
+
+
+def train_model(
+    spec: str, data: str, out_dir: str | Path, config: TrainConfig, *, arch: str | None = None,
+    hooks: list[TrainingHooks] | None = None, resume: bool = True, console: Console | None = None,
+) -> tuple[TrainResult, LoadedModel]:
+    """Train (or fine-tune) MODEL on DATA into ``out_dir``; resumes from ``out_dir`` when it has a checkpoint."""
+    train_data = load_dataset(data, "train")
+    val_data = load_dataset(data, "test")
+    loaded = load_model_for_data(spec, train_data, arch)
+    trainer = Trainer(
+        loaded.model, train_data, val_data, config, out_dir, arch=loaded.arch, arch_kwargs=loaded.arch_kwargs,
+        normalize=normalization_for(loaded, train_data), hooks=hooks or [], console=console,
+        provenance={"model": spec, "data": str(data),
+                    "parent": loaded.checkpoint.path if loaded.checkpoint else None},
+    )
+    if resume and trainer.resume():
+        (console or trainer.console).print(f"resuming {out_dir} after epoch {trainer.start_epoch - 1}")
+    return trainer.fit(), loaded
+
+
+def evaluate_model(
+    spec: str, data: str, *, split: str = "test", arch: str | None = None, batch_size: int = 512,
+    device: str = "auto", limit: int | None = None,
+) -> EvalResult:
+    """Top-1/top-5/loss of MODEL on a split of DATA, with the checkpoint's normalisation."""
+    test_data = load_dataset(data, split)
+    if limit:
+        test_data = test_data.subset(limit)
+    loaded = load_model_for_data(spec, test_data, arch)
+    normalize = loaded.normalize or normalization_for(loaded, load_dataset(data, "train"))
+    loader = BatchLoader(test_data, batch_size, shuffle=False, augment=False, mean=normalize["mean"],
+                         std=normalize["std"])
+    dev = resolve_device(device)
+    metrics = evaluate(loaded.model.to(dev), loader, dev)
+    return EvalResult(metrics, len(test_data), {k: list(v) for k, v in normalize.items()})
