@@ -97,7 +97,7 @@ def save_checkpoint(
         "seed": seed,
         "provenance": {
             "edgeprune": __version__,
-            "torch": torch.__version__,
+            "torch": str(torch.__version__),
             "python": platform.python_version(),
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             **(provenance or {}),
@@ -196,7 +196,46 @@ def model_from_checkpoint(
     model = create_model(arch, **kwargs)
     apply_widths(model, ckpt.widths or widths_from_state_dict(model, ckpt.state_dict))
     load_state_dict_checked(model, ckpt.state_dict, source=ckpt.path, arch=arch)
+    check_forward(model, source=ckpt.path, arch=arch)
     return model
+
+
+def check_forward(model: nn.Module, *, source: str, arch: str) -> None:
+    """One batch-1 forward pass; a failure names the layer whose input does not fit its weights.
+
+    Resizing layers to the checkpoint's tensor shapes accepts every consistently thinned network,
+    so a checkpoint made for a different architecture shows up here, as an inconsistent layer.
+    """
+    shape = getattr(model, "input_shape", None)
+    if shape is None:
+        return
+    current: list[tuple[str, nn.Module, tuple[int, ...]]] = []
+
+    def remember(name: str) -> Any:
+        def hook(module: nn.Module, inputs: tuple[Any, ...]) -> None:
+            first = inputs[0] if inputs and isinstance(inputs[0], torch.Tensor) else None
+            current.append((name, module, tuple(first.shape) if first is not None else ()))
+        return hook
+
+    handles = [m.register_forward_pre_hook(remember(n)) for n, m in model.named_modules() if not list(m.children())]
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros(1, *shape))
+    except RuntimeError as exc:
+        name, module, got = current[-1] if current else ("?", model, ())
+        weight = getattr(module, "weight", None)
+        expected = f" its weight is {tuple(weight.shape)}" if isinstance(weight, torch.Tensor) else ""
+        raise CheckpointError(
+            f"Checkpoint {source!r} does not fit architecture {arch!r}: layer {name!r} receives input of shape "
+            f"{got} but{expected or ' it fails'} ({str(exc).splitlines()[0]}).",
+            hint="Pass the architecture the checkpoint was trained with (--arch), or its constructor args.",
+        ) from None
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
 
 
 def _infer_io(state_dict: dict[str, torch.Tensor]) -> dict[str, int]:

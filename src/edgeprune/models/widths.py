@@ -53,7 +53,7 @@ def widths_from_state_dict(model: nn.Module, state_dict: dict[str, torch.Tensor]
 
 
 def apply_widths(model: nn.Module, widths: Widths) -> nn.Module:
-    """Resize layers in place so the model has the given widths (new tensors are uninitialised).
+    """Resize layers in place so the model has the given widths (resized weights are uninitialised, BN statistics reset).
 
     In place, not by replacing modules, so that module identity (and anything holding a reference
     to a layer, such as forward hooks) survives, exactly as thinning itself does.
@@ -80,6 +80,8 @@ def apply_widths(model: nn.Module, widths: Widths) -> nn.Module:
             m.num_features = w["out"]
             for attr in ("weight", "bias", "running_mean", "running_var"):
                 _resize(m, attr, (w["out"],))
+            if m.track_running_stats:
+                m.reset_running_stats()
     return model
 
 

@@ -1,0 +1,1 @@
+"""Pruning: importance criteria, structure pruners, masks, regularizers and thinning."""

@@ -1,0 +1,1 @@
+"""Compression schedules in Distiller's YAML format: schema, policies and the scheduler."""
