@@ -63,7 +63,8 @@ def test_shape_mismatch_names_layer_and_both_shapes(tmp_path) -> None:
     sd = create_model("resnet20_cifar").state_dict()
     sd["fc.weight"] = torch.zeros(10, 65)
     torch.save(sd, tmp_path / "bad.pth")
-    with pytest.raises(CheckpointError, match=r"layer 'fc' receives input of shape \(1, 64\) but its weight is \(10, 65\)"):
+    fc_misfit = r"layer 'fc' receives input of shape \(1, 64\) but its weight is \(10, 65\)"
+    with pytest.raises(CheckpointError, match=fc_misfit):
         resolve_model(str(tmp_path / "bad.pth"), arch="resnet20_cifar")
 
 

@@ -53,7 +53,7 @@ def widths_from_state_dict(model: nn.Module, state_dict: dict[str, torch.Tensor]
 
 
 def apply_widths(model: nn.Module, widths: Widths) -> nn.Module:
-    """Resize layers in place so the model has the given widths (resized weights are uninitialised, BN statistics reset).
+    """Resize layers in place to the given widths (new weights uninitialised, BN statistics reset).
 
     In place, not by replacing modules, so that module identity (and anything holding a reference
     to a layer, such as forward hooks) survives, exactly as thinning itself does.
