@@ -112,7 +112,8 @@ def train(
     nesterov: Annotated[bool, typer.Option(help="Nesterov momentum (SGD).")] = False,
     weight_decay: Annotated[float, typer.Option(help="Weight decay.")] = 5e-4,
     lr_schedule: Annotated[str, typer.Option(help="constant | cosine | step.")] = "cosine",
-    augment: Annotated[bool, typer.Option(help="Pad-4 random crop + horizontal flip.")] = True,
+    augment: Annotated[bool | None, typer.Option(
+        help="Pad-4 random crop + horizontal flip (default: on for colour images, off for grey ones).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of every random stream (recorded in checkpoints).")] = 0,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda[:N].")] = "auto",
     channels_last: Annotated[bool, typer.Option(help="Use the channels_last memory format.")] = False,
@@ -166,13 +167,15 @@ def demo(
     from edgeprune.train.loop import TrainConfig
     from edgeprune.train.run import train_model
 
-    cfg = TrainConfig(epochs=epochs, batch_size=64, lr=0.05, augment=False)
+    cfg = TrainConfig(epochs=epochs, batch_size=64, lr=0.05)
     result, loaded = train_model(model, data, output, cfg, resume=False, console=err)
-    s = model_summary(loaded.model)
-    out.print(f"[bold]{s.arch}[/] on {data}: {s.weight_params:,} weight parameters, {s.macs:,} MACs per image")
-    for h in result.history:
-        out.print(f"  epoch {h['epoch']}: top1 {h['top1']:.2f}  top5 {h['top5']:.2f}  loss {h['loss']:.4f}")
-    out.print(f"checkpoint: {output / 'checkpoint.pth'}")
+    s = model_summary(loaded.model, arch=loaded.arch)
+    best = max(result.history, key=lambda h: h["top1"])
+    out.print(f"[bold]{s.arch}[/] on {data} {tuple(s.input_shape)}: {s.weight_params:,} weight parameters, "
+              f"{s.macs:,} MACs per image")
+    out.print(f"top-1 {result.final['top1']:.2f} % / top-5 {result.final['top5']:.2f} % after {epochs} epochs "
+              f"(best top-1 {best['top1']:.2f} % at epoch {best['epoch']})")
+    out.print(f"checkpoint: {output / 'checkpoint.pth'} (best: {output / 'best.pth'})")
 
 
 def main() -> None:

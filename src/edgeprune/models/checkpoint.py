@@ -196,6 +196,8 @@ def model_from_checkpoint(
     model = create_model(arch, **kwargs)
     apply_widths(model, ckpt.widths or widths_from_state_dict(model, ckpt.state_dict))
     load_state_dict_checked(model, ckpt.state_dict, source=ckpt.path, arch=arch)
+    if ckpt.dataset.get("input_shape"):  # the size it was trained on, e.g. 1x8x8 digits
+        model.input_shape = tuple(ckpt.dataset["input_shape"])
     check_forward(model, source=ckpt.path, arch=arch)
     return model
 

@@ -58,7 +58,7 @@ class TrainConfig:
     nesterov: bool = False
     weight_decay: float = 5e-4
     lr_schedule: str = "cosine"  # ignored when a hook (compression schedule) owns the LR
-    augment: bool = True
+    augment: bool | None = None  # None: on for colour images, off for grey ones (digits: a flip changes meaning)
     seed: int = 0
     device: str = "auto"
     amp: bool = True  # only on CUDA
@@ -155,7 +155,8 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda") if self.use_amp else None
         common = {"mean": self.normalize["mean"], "std": self.normalize["std"], "seed": config.seed,
                   "channels_last": config.channels_last}
-        self.train_loader = BatchLoader(train_data, config.batch_size, shuffle=True, augment=config.augment,
+        augment = config.augment if config.augment is not None else train_data.input_shape[0] == 3
+        self.train_loader = BatchLoader(train_data, config.batch_size, shuffle=True, augment=augment,
                                         **common)
         self.val_loader = BatchLoader(val_data, config.eval_batch_size, shuffle=False, augment=False, **common)
         self.start_epoch = 0

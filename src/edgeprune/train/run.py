@@ -34,6 +34,7 @@ def load_model_for_data(spec: str, data: ImageDataset, arch: str | None = None) 
         loaded = resolve_model(spec, arch=arch)
     elif spec in MODELS:
         loaded = resolve_model(spec, num_classes=data.num_classes, in_channels=data.input_shape[0])
+        loaded.model.input_shape = data.input_shape  # summaries and exports use the data's real size
     else:
         loaded = resolve_model(spec)
     check_fits(loaded.model, data, spec)
