@@ -12,6 +12,7 @@ from edgeprune.errors import CheckpointError, ConfigError
 from edgeprune.models import create_model
 from edgeprune.train import TrainConfig, Trainer, TrainingHooks
 from edgeprune.train.run import evaluate_model, train_model
+from edgeprune.train.seeding import seed_everything
 
 from .conftest import run_cli, shared_file
 
@@ -22,6 +23,7 @@ def _trainer(out_dir, epochs: int, hooks=(), **cfg) -> Trainer:
     train, test = load_dataset("digits", "train"), load_dataset("digits", "test")
     config = TrainConfig(**{"epochs": epochs, "batch_size": 64, "lr": 0.05, "device": "cpu", "progress": False,
                             "augment": False} | cfg)
+    seed_everything(config.seed)
     model = create_model("resnet20_cifar", in_channels=1, num_classes=10)
     return Trainer(model, train, test, config, out_dir, arch="resnet20_cifar",
                    arch_kwargs={"in_channels": 1, "num_classes": 10}, normalize=NORMALIZE, hooks=list(hooks))

@@ -54,7 +54,11 @@ class ConfigError(EdgepruneError):
 
 
 def closest(name: str, candidates: Iterable[str], n: int = 3, cutoff: float = 0.6) -> list[str]:
-    """The few candidates most similar to ``name`` (case-insensitive), best first."""
+    """The few candidates most similar to ``name`` (case-insensitive), best first.
+
+    ``name`` may be any value read from a file (a number where a name was expected, say).
+    """
+    name = str(name)
     candidates = list(candidates)
     lowered = {c.lower(): c for c in candidates}
     matches = difflib.get_close_matches(name.lower(), list(lowered), n=n, cutoff=cutoff)

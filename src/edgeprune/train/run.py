@@ -19,6 +19,7 @@ from edgeprune.models.resolve import LoadedModel, resolve_model
 from edgeprune.train.hooks import TrainingHooks
 from edgeprune.train.loop import TrainConfig, Trainer, TrainResult, resolve_device
 from edgeprune.train.metrics import evaluate
+from edgeprune.train.seeding import seed_everything
 
 
 @dataclass
@@ -67,6 +68,7 @@ def train_model(
     """Train (or fine-tune) MODEL on DATA into ``out_dir``; resumes from ``out_dir`` when it has a checkpoint."""
     train_data = load_dataset(data, "train")
     val_data = load_dataset(data, "test")
+    seed_everything(config.seed)  # a fresh model's initial weights come from the recorded seed too
     loaded = load_model_for_data(spec, train_data, arch)
     trainer = Trainer(
         loaded.model, train_data, val_data, config, out_dir, arch=loaded.arch, arch_kwargs=loaded.arch_kwargs,
