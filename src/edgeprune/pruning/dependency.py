@@ -1,0 +1,408 @@
+"""Which output channels of which layers are the *same* channel: the dependency graph behind thinning.
+
+Removing filter ``i`` of a conv is only half of the job: every layer that reads that channel must lose
+the matching input slice, every BatchNorm or depthwise conv on the way must lose its entry ``i``,
+and when several layers feed one residual add (or one tensor is split by ``torch.cat`` offsets),
+their channels are tied together. This module answers those questions for any model that
+``torch.fx`` can trace.
+
+Model of the problem: every channel that exists in the network (each output channel of a Conv2d /
+Linear, each channel of the model input, each channel created by an op we do not understand) is
+an *element*. Tracing the forward pass assigns every tensor a *layout*: the element carried by each
+index of its dim 1. Pass-through ops (ReLU, pooling, dropout, BN, depthwise conv, identity) keep the
+layout; ``torch.cat`` on dim 1 concatenates layouts (the channel offsets fall out for free);
+flattening a (N, C, H, W) tensor repeats each element H·W times, with H·W read from the real shapes
+of the traced dummy input (Distiller assumed square maps of size √(in_features/C)); elementwise ops
+such as a residual add unite their operands' elements index by index (union-find). After the trace,
+each union-find set is a *coupling class*: the channels that must be removed together or not at all.
+
+Why torch.fx and not torch-pruning's ``DependencyGraph``:
+
+* Thinning must happen *in place* (``param.data = index_select(...)``) so the same ``nn.Parameter``
+  objects stay in the optimizer's param_groups, and every optimizer state tensor, ``.grad`` and
+  mask must be thinned alongside. torch-pruning replaces Parameters with new ones and does not
+  touch optimizer state, so it would only have supplied the graph, behind an extra pinned dependency.
+* torch-pruning always prunes a coupled group together from one importance ranking. edgeprune has
+  to do something else: detect coupled layers whose *existing* zero masks disagree and refuse with
+  a message naming the layers and the Leader group to use (Distiller silently misaligned them).
+  That decision needs the per-channel classes above, which torch-pruning does not expose.
+* ``torch.fx`` is part of torch and public, so this graph does not break with torch upgrades the way
+  Distiller's ONNX/JIT-trace graph did (issues #494/#515/#79).
+
+Anything the trace cannot map is handled conservatively: the channels reaching such an op (a
+grouped conv, an unknown function, an odd reshape, the model output) are *locked*, and a request to
+remove them raises :class:`ThinningError` naming the op, instead of producing a broken model.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+
+from edgeprune.errors import ConfigError
+from edgeprune.models.naming import normalize_module_name
+
+Layout = list[int]  # the element carried by each index of a tensor's dim 1
+
+
+class ThinningError(ConfigError, ValueError):
+    """Thinning cannot be done as asked. Also a ``ValueError``, which is what Distiller raised."""
+
+
+@dataclass
+class LayerChannels:
+    """One thinnable dimension of one layer: the coupling class of each of its indices."""
+
+    name: str
+    module: nn.Module
+    classes: torch.Tensor  # int64, one class id per index of the dimension
+
+
+@dataclass
+class Lock:
+    """Channels read by something that cannot be thinned (with a readable reason)."""
+
+    reason: str
+    classes: torch.Tensor
+
+
+@dataclass
+class ChannelGraph:
+    """Coupling classes of a traced model and, per layer, which class each channel index belongs to.
+
+    ``producers`` (Conv with groups=1, Linear): output dim (filters / rows), dim 0 of the weight.
+    ``consumers`` (the same layers): input dim, dim 1 of the weight.
+    ``followers`` (BatchNorm, depthwise conv): per-channel tensors that follow their input's channels.
+    ``fixed``: classes that also contain a channel nothing can remove (model input, grouped conv or
+    unknown-op output), with the names of those sources.
+    """
+
+    num_classes: int
+    producers: dict[str, LayerChannels]
+    consumers: dict[str, LayerChannels]
+    followers: dict[str, LayerChannels]
+    fixed: dict[int, list[str]]
+    locks: list[Lock]
+
+    def blocked(self) -> torch.Tensor:
+        """Classes that cannot be removed at all (bool per class)."""
+        mask = torch.zeros(self.num_classes, dtype=torch.bool)
+        mask[list(self.fixed)] = True
+        for lock in self.locks:
+            mask[lock.classes] = True
+        return mask
+
+    def blocked_reasons(self, classes: Iterable[int]) -> list[str]:
+        """Why the given classes cannot be removed, de-duplicated, in discovery order."""
+        wanted = set(classes)
+        reasons = [source for c in sorted(wanted) for source in self.fixed.get(c, [])]
+        reasons += [lock.reason for lock in self.locks if wanted & set(lock.classes.tolist())]
+        return list(dict.fromkeys(reasons))
+
+    def layers_with(self, table: dict[str, LayerChannels], classes: torch.Tensor) -> list[str]:
+        """Names of the layers in ``table`` that have an index in any of ``classes`` (bool per class)."""
+        return [name for name, layer in table.items() if classes[layer.classes].any()]
+
+
+def build_channel_graph(model: nn.Module, input_shape: Sequence[int]) -> ChannelGraph:
+    """Trace ``model`` with torch.fx and run it on zeros of ``(2, *input_shape)`` to map every channel.
+
+    Batch 2 (not 1) so that a reshape mixing batch and channels cannot pass for a flatten. The model
+    runs in eval mode under ``no_grad`` so BatchNorm statistics are not touched.
+    """
+    try:
+        graph_module = fx.symbolic_trace(model)
+    except Exception as exc:  # fx raises many types (TraceError, TypeError, NotImplementedError, ...)
+        raise ThinningError(
+            f"Cannot trace {type(model).__name__} with torch.fx, so its channel dependencies are unknown: "
+            f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+            hint="Thinning needs a forward() without control flow that depends on tensor values.",
+        ) from None
+    tracer = _ChannelTracer(graph_module)
+    dummy = torch.zeros((2, *input_shape), device=_device_of(model))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            tracer.run(dummy)
+    except RuntimeError as exc:
+        raise ThinningError(
+            f"A traced forward pass of {type(model).__name__} on input (2, {', '.join(map(str, input_shape))}) "
+            f"failed: {str(exc).splitlines()[0]}",
+            hint="Pass the input_shape=(C, H, W) the model was built for.",
+        ) from None
+    finally:
+        model.train(was_training)
+    return tracer.finish()
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
+def is_depthwise(conv: nn.Module) -> bool:
+    """One filter per input channel: its filters follow the input channels, it never owns any."""
+    return (isinstance(conv, nn.modules.conv._ConvNd) and conv.groups > 1
+            and conv.groups == conv.in_channels == conv.out_channels)
+
+
+_PASS_MODULES = (
+    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish, nn.Sigmoid, nn.Tanh,
+    nn.Hardswish, nn.Hardsigmoid, nn.Hardtanh, nn.Softplus, nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d,
+    nn.Dropout3d, nn.AlphaDropout, nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d,
+    nn.AvgPool3d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool1d,
+    nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d, nn.Upsample, nn.ZeroPad2d,
+)
+_PASS_FUNCTIONS = {
+    F.relu, torch.relu, torch.relu_, F.relu6, F.leaky_relu, F.elu, F.gelu, F.silu, F.mish, F.hardswish,
+    F.hardsigmoid, F.hardtanh, torch.sigmoid, F.sigmoid, torch.tanh, F.tanh, torch.clamp, F.max_pool1d,
+    F.max_pool2d, F.max_pool3d, F.avg_pool1d, F.avg_pool2d, F.avg_pool3d, F.adaptive_avg_pool1d,
+    F.adaptive_avg_pool2d, F.adaptive_avg_pool3d, F.adaptive_max_pool1d, F.adaptive_max_pool2d,
+    F.adaptive_max_pool3d, F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.interpolate, operator.neg,
+}
+_PASS_METHODS = {"relu", "relu_", "sigmoid", "sigmoid_", "tanh", "tanh_", "clamp", "clamp_", "contiguous", "clone",
+                 "detach", "float", "half", "double", "to", "neg"}
+_ELEMENTWISE_FUNCTIONS = {operator.add, operator.iadd, operator.sub, operator.isub, operator.mul, operator.imul,
+                          operator.truediv, operator.itruediv, torch.add, torch.sub, torch.mul, torch.div}
+_ELEMENTWISE_METHODS = {"add", "add_", "sub", "sub_", "mul", "mul_", "div", "div_"}
+_RESHAPE_FUNCTIONS = {torch.flatten, torch.reshape}
+_RESHAPE_METHODS = {"view", "reshape", "flatten"}
+_REDUCE_FUNCTIONS = {torch.mean, torch.sum, torch.amax, torch.amin}
+_REDUCE_METHODS = {"mean", "sum", "amax", "amin"}
+_CAT_FUNCTIONS = {torch.cat, torch.concat}
+_SHAPE_METHODS = {"size", "dim", "numel"}
+_SHAPE_ATTRIBUTES = {"shape", "ndim", "device", "dtype"}
+
+
+class _ChannelTracer(fx.Interpreter):
+    """Runs the traced graph once and, beside each real result, computes the layout of its dim 1."""
+
+    def __init__(self, graph_module: fx.GraphModule) -> None:
+        super().__init__(graph_module)
+        self.parent: list[int] = []  # union-find over elements
+        self.fixed_source: dict[int, str] = {}  # element -> what made it, for elements nothing can remove
+        self.layouts: dict[fx.Node, Layout] = {}
+        self.shapes: dict[fx.Node, tuple[int, ...]] = {}
+        self.producers: dict[str, Layout] = {}
+        self.consumers: dict[str, Layout] = {}
+        self.followers: dict[str, Layout] = {}
+        self.locks: list[tuple[str, Layout]] = []
+        self.modules: dict[str, nn.Module] = {}
+
+    # ----- union-find over elements
+    def fresh(self, count: int, fixed_source: str | None = None) -> Layout:
+        start = len(self.parent)
+        ids = list(range(start, start + count))
+        self.parent.extend(ids)
+        if fixed_source is not None:
+            self.fixed_source.update(dict.fromkeys(ids, fixed_source))
+        return ids
+
+    def find(self, element: int) -> int:
+        parent = self.parent
+        while parent[element] != element:
+            parent[element] = parent[parent[element]]
+            element = parent[element]
+        return element
+
+    def unite(self, a: Layout, b: Layout) -> None:
+        for x, y in zip(a, b, strict=True):
+            rx, ry = self.find(x), self.find(y)
+            if rx != ry:
+                self.parent[ry] = rx
+
+    # ----- the interpreter hook
+    def run_node(self, n: fx.Node) -> Any:
+        result = super().run_node(n)
+        if isinstance(result, torch.Tensor):
+            self.shapes[n] = tuple(result.shape)
+        layout = self._layout(n, result)
+        if layout is not None:
+            self.layouts[n] = layout
+        return result
+
+    def _layout(self, n: fx.Node, result: Any) -> Layout | None:
+        if n.op == "output":
+            self._lock_inputs(n, "the model output")
+            return None
+        if not isinstance(result, torch.Tensor) or result.dim() < 2:
+            if not _is_shape_query(n):
+                self._lock_inputs(n, f"{self._describe(n)}, whose result has no channel dimension")
+            return None
+        if n.op in ("placeholder", "get_attr"):
+            return self.fresh(result.shape[1], f"{'model input' if n.op == 'placeholder' else 'tensor'} {n.target!r}")
+        if n.op == "call_module":
+            return self._module_layout(n, self.fetch_attr(n.target), result)
+        return self._function_layout(n, result)
+
+    def _module_layout(self, n: fx.Node, m: nn.Module, result: torch.Tensor) -> Layout:
+        name = normalize_module_name(str(n.target))
+        x = self._input(n)
+        if x is None:
+            return self._opaque(n, result)
+        if isinstance(m, nn.modules.conv._ConvNd) and not m.transposed:
+            return self._conv_layout(n, name, m, x, result)
+        if isinstance(m, nn.Linear):
+            if len(self.shapes[n.args[0]]) != 2:  # features are not dim 1
+                return self._opaque(n, result)
+            self._record_input(self.consumers, name, m, x)
+            return self._produced(name, m.out_features)
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            self._record_input(self.followers, name, m, x)
+            return x
+        if isinstance(m, _PASS_MODULES):
+            return x
+        if isinstance(m, nn.Flatten):
+            return self._reshaped(n, x, result)
+        return self._opaque(n, result)
+
+    def _conv_layout(self, n: fx.Node, name: str, conv: nn.modules.conv._ConvNd, x: Layout,
+                     result: torch.Tensor) -> Layout:
+        if conv.groups == 1:
+            self._record_input(self.consumers, name, conv, x)
+            return self._produced(name, conv.out_channels)
+        if is_depthwise(conv):
+            self._record_input(self.followers, name, conv, x)
+            return x
+        return self._opaque(n, result, f"grouped conv {name!r} (groups={conv.groups}; only groups=1 or depthwise "
+                                       "convs can be thinned)")
+
+    def _function_layout(self, n: fx.Node, result: torch.Tensor) -> Layout:
+        target, method = n.target, n.op == "call_method"
+        if target in _CAT_FUNCTIONS and not method:
+            return self._cat(n, result)
+        if (target in _ELEMENTWISE_METHODS) if method else (target in _ELEMENTWISE_FUNCTIONS):
+            return self._elementwise(n, result)
+        x = self._input(n)
+        if x is None:
+            return self._opaque(n, result)
+        if (target in _PASS_METHODS) if method else (target in _PASS_FUNCTIONS):
+            return x
+        if (target in _RESHAPE_METHODS) if method else (target in _RESHAPE_FUNCTIONS):
+            return self._reshaped(n, x, result)
+        reduces = (target in _REDUCE_METHODS) if method else (target in _REDUCE_FUNCTIONS)
+        if reduces and _keeps_channels(n, len(self.shapes[n.all_input_nodes[0]])):
+            return x
+        return self._opaque(n, result)
+
+    def _cat(self, n: fx.Node, result: torch.Tensor) -> Layout:
+        tensors = n.args[0] if n.args else n.kwargs.get("tensors", ())
+        dim = n.args[1] if len(n.args) > 1 else n.kwargs.get("dim", 0)
+        parts = [self.layouts.get(t) if isinstance(t, fx.Node) else None for t in tensors]
+        if any(p is None for p in parts):
+            return self._opaque(n, result)
+        if dim % result.dim() == 1:  # channel offsets: producer k occupies [sum(sizes[:k]), sum(sizes[:k+1]))
+            return [element for part in parts for element in part]
+        for part in parts[1:]:
+            self.unite(parts[0], part)
+        return parts[0]
+
+    def _elementwise(self, n: fx.Node, result: torch.Tensor) -> Layout:
+        """Operands of an elementwise op share each channel index: a residual add couples its producers."""
+        coupled: list[Layout] = []
+        for operand in n.all_input_nodes:
+            layout, shape = self.layouts.get(operand), self.shapes.get(operand)
+            if layout is None:
+                continue
+            if len(shape) == result.dim() and shape[1] == result.shape[1]:
+                coupled.append(layout)
+            elif len(shape) != result.dim() or shape[1] != 1:  # anything but a broadcast over channels
+                self.locks.append((f"{self._describe(n)}, which broadcasts channels", layout))
+        for layout in coupled[1:]:
+            self.unite(coupled[0], layout)
+        return coupled[0] if coupled else self._opaque(n, result)
+
+    def _reshaped(self, n: fx.Node, x: Layout, result: torch.Tensor) -> Layout:
+        """Flatten-like reshapes: (N, C, H, W) -> (N, C·H·W) maps channel c to features [c·H·W, (c+1)·H·W)."""
+        before, after = self.shapes[n.all_input_nodes[0]], tuple(result.shape)
+        if after[:2] == before[:2]:
+            return x
+        if len(after) == 2 and after[0] == before[0] and after[1] == math.prod(before[1:]):
+            spatial = math.prod(before[2:])
+            return [element for element in x for _ in range(spatial)]
+        return self._opaque(n, result)
+
+    def _opaque(self, n: fx.Node, result: torch.Tensor, what: str | None = None) -> Layout:
+        """An op we cannot see through: its inputs are locked, its output channels are new and fixed."""
+        what = what or self._describe(n)
+        self._lock_inputs(n, what)
+        return self.fresh(result.shape[1], what)
+
+    def _describe(self, n: fx.Node) -> str:
+        if n.op == "call_module":
+            return f"module {normalize_module_name(str(n.target))!r} ({type(self.fetch_attr(n.target)).__name__})"
+        kind = "method" if n.op == "call_method" else "operation"
+        return f"{kind} {getattr(n.target, '__name__', str(n.target))!r} (graph node {n.name!r})"
+
+    def _input(self, n: fx.Node) -> Layout | None:
+        first = n.args[0] if n.args else None
+        return self.layouts.get(first) if isinstance(first, fx.Node) else None
+
+    def _lock_inputs(self, n: fx.Node, what: str) -> None:
+        for operand in n.all_input_nodes:
+            if operand in self.layouts:
+                self.locks.append((what, self.layouts[operand]))
+
+    def _record_input(self, table: dict[str, Layout], name: str, module: nn.Module, layout: Layout) -> None:
+        """A layer called more than once reads the same weight slice each time, so its inputs are coupled."""
+        self.modules[name] = module
+        if name in table:
+            self.unite(table[name], layout)
+        else:
+            table[name] = layout
+
+    def _produced(self, name: str, count: int) -> Layout:
+        """A layer's output channels are the same elements on every call."""
+        if name not in self.producers:
+            self.producers[name] = self.fresh(count)
+        return self.producers[name]
+
+    # ----- result
+    def finish(self) -> ChannelGraph:
+        roots = [self.find(e) for e in range(len(self.parent))]
+        class_of_root: dict[int, int] = {}
+        element_class = torch.tensor([class_of_root.setdefault(r, len(class_of_root)) for r in roots],
+                                     dtype=torch.long)
+
+        def classes(layout: Layout) -> torch.Tensor:
+            return element_class[torch.tensor(layout, dtype=torch.long)]
+
+        def table(layouts: dict[str, Layout]) -> dict[str, LayerChannels]:
+            return {name: LayerChannels(name, self.modules[name], classes(layout))
+                    for name, layout in layouts.items()}
+
+        fixed: dict[int, list[str]] = {}
+        for element, source in self.fixed_source.items():
+            sources = fixed.setdefault(int(element_class[element]), [])
+            if source not in sources:
+                sources.append(source)
+        return ChannelGraph(
+            num_classes=len(class_of_root), producers=table(self.producers), consumers=table(self.consumers),
+            followers=table(self.followers), fixed=fixed,
+            locks=[Lock(reason, classes(layout)) for reason, layout in self.locks],
+        )
+
+
+def _is_shape_query(n: fx.Node) -> bool:
+    """Reading a size is not reading channels (``x.view(x.size(0), -1)`` stays thinnable)."""
+    if n.op == "call_method":
+        return n.target in _SHAPE_METHODS
+    return n.op == "call_function" and n.target is getattr and n.args[1] in _SHAPE_ATTRIBUTES
+
+
+def _keeps_channels(n: fx.Node, ndim: int) -> bool:
+    """A reduction over spatial dims only (``x.mean((2, 3))``) keeps the channel layout."""
+    dim = n.args[1] if len(n.args) > 1 else n.kwargs.get("dim")
+    if dim is None:
+        return False
+    dims = (dim,) if isinstance(dim, int) else tuple(dim)
+    return all(isinstance(d, int) and d % ndim >= 2 for d in dims)
+

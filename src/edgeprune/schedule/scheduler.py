@@ -1,0 +1,157 @@
+"""The compression scheduler: runs a Distiller schedule's policies as training-loop hooks.
+
+It is a :class:`~edgeprune.train.hooks.TrainingHooks`, so the training loop drives it like any other
+hook, in Distiller's callback order: pruners compute masks at ``on_epoch_begin``, pruning policies apply
+them (and thinning runs) at ``on_minibatch_begin``, regularizers add their loss before the backward
+pass, every mask is re-applied after every optimizer step for the rest of training, and LR policies set
+the learning rate at ``on_epoch_end``. Its state (masks, per-policy state, LR scheduler state) goes into
+every checkpoint, so a resumed run continues exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from edgeprune.errors import CheckpointError
+from edgeprune.models.naming import normalize_module_name
+from edgeprune.pruning.masks import create_model_masks_dict, mask_all_weights
+from edgeprune.pruning.remover import StructureRemover
+from edgeprune.schedule.build import build_policies
+from edgeprune.schedule.config import ScheduleSpec, load_schedule
+from edgeprune.schedule.policies import LRPolicy, Policy, ScheduleContext
+from edgeprune.train.hooks import TrainingHooks
+
+MASKER_FLAGS = ("use_double_copies", "mask_on_forward_only")  # what pruning policies set on maskers
+
+
+class CompressionScheduler(TrainingHooks):
+    """Runs ``schedule`` (a file path or a checked :class:`ScheduleSpec`) on ``model``.
+
+    ``optimizer`` may be given later: hooks receive it, and LR policies bind to the first one they see.
+    ``input_shape`` (C, H, W; default ``model.input_shape``) is what thinning traces the model with.
+    ``batches`` (an iterable of training batches) feeds the activation statistics of activation-ranked
+    pruners; only a few batches are used. ``owns_lr`` tells the training loop to leave the LR alone when
+    the schedule has LR policies.
+    """
+
+    def __init__(self, model: nn.Module, schedule: ScheduleSpec | str | Path,
+                 optimizer: torch.optim.Optimizer | None = None, input_shape: Sequence[int] | None = None, *,
+                 batches: Iterable[Any] | None = None) -> None:
+        self.spec = schedule if isinstance(schedule, ScheduleSpec) else load_schedule(schedule)
+        self.model = model
+        self.zeros_mask_dict = create_model_masks_dict(model)
+        shape = input_shape or getattr(model, "input_shape", None)
+        self.ctx = ScheduleContext(model, self.zeros_mask_dict, tuple(shape) if shape else None, batches)
+        self.policies: list[Policy] = build_policies(self.spec, self.ctx)
+        self.epoch_policies: dict[int, list[Policy]] = {}
+        for policy in self.policies:
+            for epoch in policy.epochs:
+                self.epoch_policies.setdefault(epoch, []).append(policy)
+        self.owns_lr = any(isinstance(p, LRPolicy) for p in self.policies)
+        if optimizer is not None:
+            self._bind(optimizer)
+
+    def _bind(self, optimizer: torch.optim.Optimizer | None) -> None:
+        """Give every LR policy the optimizer now, so all capture the same base LR (as Distiller built them)."""
+        if optimizer is not None:
+            for policy in self.policies:
+                if isinstance(policy, LRPolicy):
+                    policy.bind(optimizer)
+
+    def _scheduled(self, epoch: int) -> list[Policy]:
+        policies = self.epoch_policies.get(epoch, [])
+        for policy in policies:
+            policy.meta["current_epoch"] = epoch
+        return policies
+
+    # ------------------------------------------------------------------------------------------- hooks
+    def on_epoch_begin(self, epoch: int, model: nn.Module | None = None,
+                       optimizer: torch.optim.Optimizer | None = None) -> None:
+        self._bind(optimizer)
+        for policy in self._scheduled(epoch):
+            policy.on_epoch_begin(optimizer)
+
+    def on_minibatch_begin(self, epoch: int, step: int, steps_per_epoch: int,
+                           optimizer: torch.optim.Optimizer | None = None) -> None:
+        for policy in self._scheduled(epoch):
+            policy.on_minibatch_begin(epoch, step, steps_per_epoch, optimizer)
+
+    def before_backward_pass(self, epoch: int, step: int, steps_per_epoch: int, loss: torch.Tensor,
+                             optimizer: torch.optim.Optimizer | None = None) -> torch.Tensor:
+        for policy in self._scheduled(epoch):
+            loss = policy.before_backward_pass(loss)
+        return loss
+
+    def before_parameter_optimization(self, epoch: int, step: int, steps_per_epoch: int,
+                                      optimizer: torch.optim.Optimizer | None = None) -> None:
+        for policy in self._scheduled(epoch):
+            policy.before_parameter_optimization()
+
+    def on_minibatch_end(self, epoch: int, step: int, steps_per_epoch: int,
+                         optimizer: torch.optim.Optimizer | None = None) -> None:
+        # The optimizer step (momentum, weight decay) moves pruned weights off zero: re-mask every minibatch.
+        mask_all_weights(self.model, self.zeros_mask_dict, is_forward=False)
+        for policy in self._scheduled(epoch):
+            policy.on_minibatch_end(epoch, step, steps_per_epoch)
+
+    def on_epoch_end(self, epoch: int, optimizer: torch.optim.Optimizer | None = None,
+                     metrics: dict[str, float] | None = None) -> None:
+        self._bind(optimizer)
+        for policy in self._scheduled(epoch):
+            policy.on_epoch_end(optimizer, metrics or {})
+
+    # ------------------------------------------------------------------------------------------ one-shot
+    def apply_epoch_zero(self, optimizer: torch.optim.Optimizer | None = None) -> list[Policy]:
+        """Prune (and thin) as epoch 0's first minibatch would, without training; returns the policies run.
+
+        This is ``edgeprune prune``: masks computed at ``on_epoch_begin(0)``, applied at minibatch 0,
+        then any extension scheduled at epoch 0 thins the model.
+        """
+        self.on_epoch_begin(0, self.model, optimizer)
+        self.on_minibatch_begin(0, 0, 1, optimizer)
+        return list(self.epoch_policies.get(0, []))
+
+    def thin_all(self, optimizer: torch.optim.Optimizer | None = None) -> Any:
+        """Physically remove every all-zero filter and channel now (Distiller's ``--thinnify``)."""
+        return StructureRemover("contract_model").thin(self.model, self.zeros_mask_dict, optimizer=optimizer,
+                                                        input_shape=self.ctx.input_shape)
+
+    # ------------------------------------------------------------------------------------------- state
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "masks_dict": {name: masker.mask for name, masker in self.zeros_mask_dict.items()},
+            "maskers": {name: {flag: getattr(masker, flag) for flag in MASKER_FLAGS}
+                        for name, masker in self.zeros_mask_dict.items()},
+            "policies": [policy.state_dict() for policy in self.policies],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` (a Distiller ``compression_sched`` with only ``masks_dict`` works too)."""
+        params = {normalize_module_name(n): p for n, p in self.model.named_parameters()}
+        masks = {normalize_module_name(k): v for k, v in state.get("masks_dict", {}).items()}
+        for name, mask in masks.items():
+            if name not in params:
+                raise CheckpointError(f"The checkpoint has a mask for {name!r}, which this model does not have.",
+                                      hint="Resume with the same architecture (and thinning) as the saved run.")
+            if mask is not None and tuple(mask.shape) != tuple(params[name].shape):
+                raise CheckpointError(f"The checkpoint's mask for {name!r} is {tuple(mask.shape)}, but the weight "
+                                      f"is {tuple(params[name].shape)}.",
+                                      hint="Resume with the same architecture (and thinning) as the saved run.")
+        policy_states = state.get("policies")
+        if policy_states is not None and len(policy_states) != len(self.policies):
+            raise CheckpointError(f"The checkpoint's schedule had {len(policy_states)} policies, this one has "
+                                  f"{len(self.policies)}.", hint="Resume with the schedule the run started with.")
+        for name, mask in masks.items():
+            self.zeros_mask_dict[name].mask = None if mask is None else mask.to(params[name].device)
+        for name, flags in state.get("maskers", {}).items():
+            masker = self.zeros_mask_dict.get(normalize_module_name(name))
+            if masker is not None:
+                for flag in MASKER_FLAGS:
+                    setattr(masker, flag, bool(flags.get(flag, False)))
+        for policy, policy_state in zip(self.policies, policy_states or [], strict=False):
+            policy.load_state_dict(policy_state)
