@@ -28,6 +28,9 @@ ModelArg = Annotated[str, typer.Argument(help="Zoo name, package.module:factory,
 DataOpt = Annotated[str, typer.Option("--data", "-d", help="'digits' (built in), or a CIFAR/MNIST/image-folder "
                                                             "directory or .tar.gz.")]
 ArchOpt = Annotated[str | None, typer.Option("--arch", help="Architecture of a checkpoint that does not name it.")]
+ScheduleOpt = Annotated[Path | None, typer.Option("--schedule", "-s", help="Distiller-format compression schedule.")]
+schedule_app = typer.Typer(no_args_is_help=True, help="Check and inspect compression schedules.")
+app.add_typer(schedule_app, name="schedule")
 
 
 def _input_shape(text: str | None) -> tuple[int, ...] | None:
@@ -118,16 +121,17 @@ def train(
     device: Annotated[str, typer.Option(help="auto | cpu | cuda[:N].")] = "auto",
     channels_last: Annotated[bool, typer.Option(help="Use the channels_last memory format.")] = False,
     resume: Annotated[bool, typer.Option(help="Continue from OUTPUT's last checkpoint if there is one.")] = True,
+    schedule: ScheduleOpt = None,
     arch: ArchOpt = None,
 ) -> None:
-    """Train or fine-tune MODEL on DATA; a checkpoint after every epoch, exact resume."""
+    """Train or fine-tune MODEL on DATA, under a compression schedule if given; exact resume."""
     from edgeprune.train.loop import TrainConfig
     from edgeprune.train.run import train_model
 
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, momentum=momentum,
                       nesterov=nesterov, weight_decay=weight_decay, lr_schedule=lr_schedule, augment=augment,
                       seed=seed, device=device, channels_last=channels_last)
-    result, _ = train_model(model, data, output, cfg, arch=arch, resume=resume, console=err)
+    result, _ = train_model(model, data, output, cfg, arch=arch, schedule=schedule, resume=resume, console=err)
     f = result.final
     out.print(f"top1 {f.get('top1', 0):.2f}  top5 {f.get('top5', 0):.2f}  loss {f.get('loss', 0):.4f}  "
               f"-> {output / 'checkpoint.pth'}")
@@ -156,6 +160,50 @@ def eval_cmd(
 
 
 @app.command()
+def prune(
+    model: ModelArg,
+    schedule: Annotated[Path, typer.Option("--schedule", "-s", help="Distiller-format compression schedule.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Checkpoint to write (e.g. runs/x/pruned.pth).")],
+    thin: Annotated[bool, typer.Option(help="Remove every zeroed filter/channel (Distiller's --thinnify).")] = False,
+    data: Annotated[str | None, typer.Option("--data", "-d", help="Training data, for activation-ranked "
+                                                                  "pruners' statistics.")] = None,
+    arch: ArchOpt = None,
+) -> None:
+    """One-shot: apply every policy that fires at epoch 0 (prune, regularize, thin), no training."""
+    from edgeprune.schedule.oneshot import prune_model
+
+    r = prune_model(model, schedule, output, thin=thin, data=data, arch=arch)
+    table = Table(title=f"{r.arch}: weights changed by {schedule.name} at epoch 0")
+    for col in ("Weight", "Shape before", "Shape after", "Zero filters (%)", "Zero channels (%)", "Zero (%)"):
+        table.add_column(col, justify="left" if col.startswith(("Weight", "Shape")) else "right")
+    for x in r.layers:
+        table.add_row(x.name, str(x.shape_before), str(x.shape_after), f"{x.zero_filters_pct:.2f}",
+                      f"{x.zero_channels_pct:.2f}", f"{x.zero_elements_pct:.2f}")
+    out.print(table)
+    b, a = r.before, r.after
+    out.print(f"weights {b.weight_params:,} -> {a.weight_params:,}   MACs {b.macs:,} -> {a.macs:,} "
+              f"({b.macs / max(a.macs, 1):.2f}x fewer)" + ("   [thinned]" if r.thinned else "   [zeroed in place]"))
+    out.print(f"checkpoint: {r.out}")
+
+
+@schedule_app.command("check")
+def schedule_check(
+    schedule: Annotated[Path, typer.Argument(help="Distiller-format compression schedule.")],
+    model: Annotated[str, typer.Option("--model", "-m", help="Zoo name, module:factory or checkpoint.")],
+    epochs: Annotated[int | None, typer.Option(help="Show only epochs below this one.")] = None,
+    arch: ArchOpt = None,
+) -> None:
+    """Validate a schedule against a model and print which policy fires at which epoch."""
+    from edgeprune.models.resolve import resolve_model
+    from edgeprune.schedule import load_schedule, timeline, timeline_table
+
+    spec = load_schedule(schedule)
+    rows = timeline(spec, resolve_model(model, arch=arch).model, epochs)
+    out.print(timeline_table(rows, title=f"{schedule.name} on {model}"))
+    out.print(f"{schedule}: valid; {len(spec.policies)} policies, {len(rows)} firings.")
+
+
+@app.command()
 def demo(
     output: Annotated[Path, typer.Option("--output", "-o", help="Run directory.")] = Path("runs/demo"),
     model: Annotated[str, typer.Option(help="Zoo name or checkpoint.")] = "resnet20_cifar",
@@ -178,7 +226,14 @@ def demo(
     out.print(f"checkpoint: {output / 'checkpoint.pth'} (best: {output / 'best.pth'})")
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    err.print(f"[yellow]warning:[/] {message}", highlight=False)
+
+
 def main() -> None:
+    import warnings
+
+    warnings.showwarning = _show_warning
     try:
         app()
     except EdgepruneError as exc:

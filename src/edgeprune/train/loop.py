@@ -163,6 +163,12 @@ class Trainer:
         self.history: list[dict[str, float]] = []
         self.best_top1 = -1.0
 
+    def add_hook(self, hook: TrainingHooks) -> None:
+        """Register a hook after construction (one that needs the trainer's loader or optimizer)."""
+        self.hooks.append(hook)
+        if getattr(hook, "owns_lr", False):
+            self.lr_scheduler = None
+
     # ----------------------------------------------------------------------------------------- resume
     def resume(self, path: str | Path | None = None) -> bool:
         """Restore everything from ``path`` (default: this run's last checkpoint). False if none."""

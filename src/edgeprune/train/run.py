@@ -16,6 +16,7 @@ from edgeprune.data import BatchLoader, ImageDataset, channel_stats, load_datase
 from edgeprune.errors import ConfigError
 from edgeprune.models import MODELS
 from edgeprune.models.resolve import LoadedModel, resolve_model
+from edgeprune.schedule import CompressionScheduler, load_schedule
 from edgeprune.train.hooks import TrainingHooks
 from edgeprune.train.loop import TrainConfig, Trainer, TrainResult, resolve_device
 from edgeprune.train.metrics import evaluate
@@ -63,9 +64,14 @@ def normalization_for(loaded: LoadedModel, train_data: ImageDataset) -> dict[str
 
 def train_model(
     spec: str, data: str, out_dir: str | Path, config: TrainConfig, *, arch: str | None = None,
-    hooks: list[TrainingHooks] | None = None, resume: bool = True, console: Console | None = None,
+    schedule: str | Path | None = None, hooks: list[TrainingHooks] | None = None, resume: bool = True,
+    console: Console | None = None,
 ) -> tuple[TrainResult, LoadedModel]:
-    """Train (or fine-tune) MODEL on DATA into ``out_dir``; resumes from ``out_dir`` when it has a checkpoint."""
+    """Train (or fine-tune) MODEL on DATA into ``out_dir``, under a compression ``schedule`` if given.
+
+    Resumes from ``out_dir`` when it holds a checkpoint (schedule state included).
+    """
+    spec_schedule = load_schedule(schedule) if schedule is not None else None  # bad YAML fails first
     train_data = load_dataset(data, "train")
     val_data = load_dataset(data, "test")
     seed_everything(config.seed)  # a fresh model's initial weights come from the recorded seed too
@@ -73,9 +79,12 @@ def train_model(
     trainer = Trainer(
         loaded.model, train_data, val_data, config, out_dir, arch=loaded.arch, arch_kwargs=loaded.arch_kwargs,
         normalize=normalization_for(loaded, train_data), hooks=hooks or [], console=console,
-        provenance={"model": spec, "data": str(data),
+        provenance={"model": spec, "data": str(data), "schedule": str(schedule) if schedule else None,
                     "parent": loaded.checkpoint.path if loaded.checkpoint else None},
     )
+    if spec_schedule is not None:
+        trainer.add_hook(CompressionScheduler(trainer.model, spec_schedule, trainer.optimizer,
+                                              batches=trainer.train_loader))
     if resume and trainer.resume():
         (console or trainer.console).print(f"resuming {out_dir} after epoch {trainer.start_epoch - 1}")
     return trainer.fit(), loaded

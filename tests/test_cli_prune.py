@@ -1,0 +1,160 @@
+"""``edgeprune prune`` / ``schedule check`` / ``train --schedule`` end to end, as a user runs them."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from edgeprune.analysis.sparsity import sparsity_3d
+from edgeprune.analysis.summary import model_summary
+from edgeprune.data import load_dataset
+from edgeprune.models.checkpoint import load_checkpoint, model_from_checkpoint
+from edgeprune.schedule.oneshot import prune_model
+from edgeprune.train import TrainConfig
+from edgeprune.train.run import train_model
+
+from .conftest import REPO, run_cli, shared_file
+
+FILTER_RANK = REPO / "examples" / "schedules" / "resnet56_cifar_filter_rank.yaml"
+MNIST_SCHEDULE = REPO / "examples" / "schedules" / "simplenet_mnist_pruning.yaml"
+
+
+def _summary(path: Path) -> dict:
+    result = run_cli("summary", str(path), "--json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_distiller_filter_rank_schedule_gives_distillers_counts_and_shapes(tmp_path) -> None:
+    result = run_cli("prune", "resnet56_cifar", "--schedule", str(FILTER_RANK), "-o", str(tmp_path / "p.pth"))
+    assert result.returncode == 0, result.stderr
+    d = _summary(tmp_path / "p.pth")
+    assert (d["weight_params"], d["macs"]) == (634_640, 78_856_832)
+    shapes = {layer["name"]: layer["weight_shape"] for layer in d["layers"]}
+    assert all(shapes[f"layer1.{i}.conv1"] == [7, 16, 3, 3] for i in range(9))
+    assert all(shapes[f"layer2.{i}.conv1"] == [16, 32, 3, 3] for i in (1, 2, 3, 4, 6, 7))
+    assert shapes["layer3.1.conv1"] == [58, 64, 3, 3]
+    assert all(shapes[f"layer3.{i}.conv1"] == [45, 64, 3, 3] for i in (2, 3, 5, 6, 7, 8))
+    assert shapes["layer2.0.conv1"] == [32, 16, 3, 3] and shapes["layer3.0.conv1"] == [64, 32, 3, 3]
+
+
+def test_seed_schedule_verbatim_zeroes_in_place_and_thins_with_flag(tmp_path) -> None:
+    seed = shared_file("reference/seed-schedule.yaml")
+    zeroed = run_cli("prune", "resnet56_cifar", "-s", str(seed), "-o", str(tmp_path / "z.pth"))
+    assert zeroed.returncode == 0, zeroed.stderr
+    assert "warning" in zeroed.stderr.lower() and "instance_name" in zeroed.stderr  # flattened policies
+    model = model_from_checkpoint(load_checkpoint(tmp_path / "z.pth"))
+    for block in (model.layer1[0], model.layer1[1]):
+        assert block.conv1.weight.shape == (16, 16, 3, 3)
+        assert sparsity_3d(block.conv1.weight) == 14 / 16
+    assert sparsity_3d(model.layer1[2].conv1.weight) == 0
+
+    thin = run_cli("prune", "resnet56_cifar", "-s", str(seed), "-o", str(tmp_path / "t.pth"), "--thin")
+    assert thin.returncode == 0, thin.stderr
+    shapes = {layer["name"]: layer["weight_shape"] for layer in _summary(tmp_path / "t.pth")["layers"]}
+    assert shapes["layer1.0.conv1"] == shapes["layer1.1.conv1"] == [2, 16, 3, 3]
+    assert shapes["layer1.0.conv2"] == shapes["layer1.1.conv2"] == [16, 2, 3, 3]
+
+
+def test_thinned_checkpoint_reloads_with_identical_outputs(tmp_path) -> None:
+    prune_model("resnet20_cifar", _resnet20_schedule(tmp_path), tmp_path / "r20.pth", thin=True)
+    x = torch.randn(4, 3, 32, 32)
+    first = model_from_checkpoint(load_checkpoint(tmp_path / "r20.pth")).eval()
+    second = model_from_checkpoint(load_checkpoint(tmp_path / "r20.pth")).eval()
+    assert first.layer1[0].conv1.out_channels == 8
+    torch.testing.assert_close(first(x), second(x), rtol=0, atol=0)
+    # the same seed gives the same pruned network
+    again = prune_model("resnet20_cifar", _resnet20_schedule(tmp_path), tmp_path / "again.pth", thin=True)
+    assert again.after.macs == model_summary(first).macs
+    torch.testing.assert_close(model_from_checkpoint(load_checkpoint(again.out)).eval()(x), first(x), rtol=0, atol=0)
+
+
+def _resnet20_schedule(tmp_path: Path) -> Path:
+    path = tmp_path / "r20.yaml"
+    path.write_text(
+        "version: 1\n"
+        "pruners:\n"
+        "  p:\n"
+        "    class: L1RankedStructureParameterPruner\n"
+        "    group_type: Filters\n"
+        "    desired_sparsity: 0.5\n"
+        "    weights: [module.layer1.0.conv1.weight, module.layer2.1.conv1.weight]\n"
+        "policies:\n"
+        "  - pruner:\n"
+        "      instance_name: p\n"
+        "    epochs: [0]\n")
+    return path
+
+
+def test_schedule_check_prints_the_timeline_with_agp_targets(tmp_path) -> None:
+    result = run_cli("schedule", "check", str(MNIST_SCHEDULE), "--model", "simplenet_mnist")
+    assert result.returncode == 0, result.stderr
+    assert "conv2_pruner" in result.stdout and "net_thinner" in result.stdout
+    assert "0.05" in result.stdout and "0.2" in result.stdout  # AGP targets at epochs 0 and 1
+    assert "valid; 4 policies" in result.stdout
+
+
+def test_bad_schedule_is_a_located_error_and_writes_nothing(tmp_path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(FILTER_RANK.read_text().replace("L1RankedStructureParameterPruner", "L1RankedStructurePruner", 1))
+    result = run_cli("prune", "resnet56_cifar", "-s", str(bad), "-o", str(tmp_path / "out.pth"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "bad.yaml:" in result.stderr and "L1RankedStructureParameterPruner" in result.stderr
+    assert not (tmp_path / "out.pth").exists()
+    typo = tmp_path / "typo.yaml"
+    typo.write_text(FILTER_RANK.read_text().replace("module.layer3.1.conv1.weight", "module.layer3.1.conv.weight"))
+    result = run_cli("prune", "resnet56_cifar", "-s", str(typo), "-o", str(tmp_path / "out.pth"))
+    assert result.returncode == 2 and "layer3.1.conv1.weight" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "out.pth").exists()
+
+
+# --------------------------------------------------------------------------- Distiller's full-flow MNIST test
+def _write_idx(path: Path, array: np.ndarray) -> None:
+    code = 0x08  # unsigned byte
+    header = struct.pack(">HBB", 0, code, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    with gzip.open(path, "wb") as fh:
+        fh.write(header + array.astype(np.uint8).tobytes())
+
+
+@pytest.fixture
+def mnist_like(tmp_path: Path) -> Path:
+    """MNIST-format idx files made from the bundled digits, upscaled to 28×28 (a real, learnable task)."""
+    root = tmp_path / "mnist"
+    root.mkdir()
+    for split, prefix in (("train", "train"), ("test", "t10k")):
+        ds = load_dataset("digits", split)
+        images = np.stack([np.asarray(Image.fromarray(im[..., 0]).resize((28, 28), Image.BILINEAR))
+                           for im in ds.images])
+        _write_idx(root / f"{prefix}-images-idx3-ubyte.gz", images)
+        _write_idx(root / f"{prefix}-labels-idx1-ubyte.gz", ds.labels)
+    return root
+
+
+def test_simplenet_mnist_full_flow_schedule_trains_prunes_and_thins(tmp_path, mnist_like) -> None:
+    cfg = TrainConfig(epochs=3, batch_size=64, lr=0.05, device="cpu", progress=False)
+    result, loaded = train_model("simplenet_mnist", str(mnist_like), tmp_path / "run", cfg, schedule=MNIST_SCHEDULE)
+    model = loaded.model
+    # conv1: 10 % of 20 filters at epochs 0 and 1 -> 2 removed; conv2: AGP .05 -> .2 (2, then 10 of 50) removed
+    assert tuple(model.conv1.weight.shape) == (18, 1, 5, 5)
+    assert tuple(model.conv2.weight.shape) == (40, 18, 5, 5)
+    assert model.fc1.in_features == 40 * 4 * 4
+    fc2_zero = float((model.fc2.weight == 0).float().mean())
+    assert fc2_zero == pytest.approx(0.15, abs=0.002)  # fine-grained AGP reached its final sparsity
+    assert result.final["top1"] > 80.0
+    reloaded = model_from_checkpoint(load_checkpoint(tmp_path / "run" / "checkpoint.pth"))
+    assert tuple(reloaded.conv2.weight.shape) == (40, 18, 5, 5)
+
+
+def test_fashion_mnist_from_debian_loads_when_installed() -> None:
+    root = Path("/usr/share/datasets/fashion-mnist")
+    if not root.exists():
+        pytest.skip("Debian's dataset-fashion-mnist is not installed (apt-get install dataset-fashion-mnist)")
+    ds = load_dataset(root, "test")
+    assert ds.images.shape == (10_000, 28, 28, 1)
