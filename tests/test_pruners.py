@@ -226,9 +226,10 @@ def test_rounding_fn_strings(model: nn.Module) -> None:
 def test_registry_names_and_keywords() -> None:
     expected = {
         "L1RankedStructureParameterPruner": ["name", "group_type", "desired_sparsity", "weights", "group_dependency",
-                                             "kwargs", "noise", "group_size", "rounding_fn", "round_to"],
+                                             "kwargs", "noise", "group_size", "rounding_fn", "round_to",
+                                             "auto_group"],
         "L1RankedStructureParameterPruner_AGP": ["name", "initial_sparsity", "final_sparsity", "group_type",
-                                                 "weights", "group_dependency", "kwargs", "round_to"],
+                                                 "weights", "group_dependency", "kwargs", "round_to", "auto_group"],
         "ActivationAPoZRankedFilterPruner": ["name", "group_type", "desired_sparsity", "weights",
                                              "group_dependency"],
         "BernoulliFilterPruner_AGP": ["name", "initial_sparsity", "final_sparsity", "group_type", "weights",

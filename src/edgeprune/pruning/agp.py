@@ -111,6 +111,13 @@ class StructuredAGP(AutomatedGradualPrunerBase):
         self.pruner = pruner
         self.params_names = pruner.params_names
 
+    def structure_dims(self) -> dict[str, str]:
+        return self.pruner.structure_dims()
+
+    @property
+    def shares_coupled_maps(self) -> bool:
+        return self.pruner.shares_coupled_maps
+
     def set_param_mask_by_sparsity_target(self, param: torch.Tensor, param_name: str, zeros_mask_dict: MasksDict,
                                           target_sparsity: float, meta: Meta) -> None:
         self.pruner.prune_to_target_sparsity(param, param_name, zeros_mask_dict, target_sparsity, meta)
@@ -125,13 +132,17 @@ def _filters_only(name: str, cls: str, group_type: str) -> None:
 
 @register_pruner()
 class L1RankedStructureParameterPruner_AGP(StructuredAGP):
-    """AGP schedule over L1-ranked structures (filters, channels, Linear columns or blocks)."""
+    """AGP schedule over L1-ranked structures (filters, channels, Linear columns or blocks).
+
+    ``auto_group: true`` (edgeprune) ranks coupled weights as groups, see ``RankedStructurePruner``.
+    """
 
     def __init__(self, name: str, initial_sparsity: float, final_sparsity: float, group_type: str,
                  weights: str | Iterable[str], group_dependency: str | None = None,
-                 kwargs: Mapping[str, Any] | None = None, round_to: int | None = None) -> None:
+                 kwargs: Mapping[str, Any] | None = None, round_to: int | None = None,
+                 auto_group: bool = False) -> None:
         super().__init__(name, initial_sparsity, final_sparsity, L1RankedStructureParameterPruner(
-            name, group_type, 0.0, weights, group_dependency, kwargs, round_to=round_to))
+            name, group_type, 0.0, weights, group_dependency, kwargs, round_to=round_to, auto_group=auto_group))
 
 
 @register_pruner()
@@ -140,9 +151,10 @@ class L2RankedStructureParameterPruner_AGP(StructuredAGP):
 
     def __init__(self, name: str, initial_sparsity: float, final_sparsity: float, group_type: str,
                  weights: str | Iterable[str], group_dependency: str | None = None,
-                 kwargs: Mapping[str, Any] | None = None, round_to: int | None = None) -> None:
+                 kwargs: Mapping[str, Any] | None = None, round_to: int | None = None,
+                 auto_group: bool = False) -> None:
         super().__init__(name, initial_sparsity, final_sparsity, L2RankedStructureParameterPruner(
-            name, group_type, 0.0, weights, group_dependency, kwargs, round_to=round_to))
+            name, group_type, 0.0, weights, group_dependency, kwargs, round_to=round_to, auto_group=auto_group))
 
 
 @register_pruner()

@@ -13,7 +13,10 @@ Deliberate differences from Distiller, all in the direction of refusing or fixin
 * ``group_size`` ranks groups of adjacent structures consistently (Distiller mixed group and structure
   counts, which could not run);
 * the activation statistics come from ``meta["activation_stats"]`` (see ``activations``), not from
-  attributes a separate collector had to attach to modules.
+  attributes a separate collector had to attach to modules;
+* ``auto_group: true`` (L1/L2 ranked pruners, their ``_AGP`` variants, Taylor/FPGM/BN-scale) gives weights
+  that are coupled in the model (e.g. every conv feeding one residual add) one map, ranked by the group's
+  summed importance, so that the pruned model can be thinned (see ``RankedStructurePruner``).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import torch
 import torch.fx
 from torch import nn
 
+from edgeprune.analysis.summary import input_shape_of
 from edgeprune.errors import ConfigError
 from edgeprune.models.naming import normalize_module_name
 from edgeprune.pruning.activations import least_squares_refit, resolve_activation_module
@@ -47,6 +51,7 @@ from edgeprune.pruning.criteria import (
     taylor_fo_filter_scores,
     threshold_mask,
 )
+from edgeprune.pruning.dependency import channel_graph, coupled_weight_groups
 from edgeprune.pruning.masks import MasksDict
 from edgeprune.pruning.ranking import (
     RANKED_GROUP_TYPES,
@@ -56,17 +61,19 @@ from edgeprune.pruning.ranking import (
     num_structs_to_prune,
     prune_count,
     rank_blocks,
-    rank_structures,
     resolve_rounding_fn,
     select_global_elements,
     select_global_structures,
     select_structures,
     structure_count,
+    structure_magnitudes,
 )
 from edgeprune.pruning.registry import register_pruner
 
 Meta = Mapping[str, Any] | None
 FILTER_GROUP_TYPES = ("3D", "Filters")
+# The group types that zero whole filters or input channels, i.e. what thinning removes, by dimension.
+STRUCTURE_DIMS = {"3D": "filters", "Filters": "filters", "Channels": "channels"}
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -112,6 +119,19 @@ class BasePruner:
     def owns(self, param_name: str) -> bool:
         return param_name in self.params_names
 
+    def structure_dims(self) -> dict[str, str]:
+        """``{weight: 'filters' | 'channels'}`` for the weights whose whole filters / input channels this zeroes.
+
+        The schedule builder compares these with the model's coupling before training, because thinning
+        refuses coupled weights whose zero structures differ. Pruners that zero no whole structure: ``{}``.
+        """
+        return {}
+
+    @property
+    def shares_coupled_maps(self) -> bool:
+        """Whether coupled weights among ``structure_dims`` always get one map (Leader or auto_group)."""
+        return False
+
     def _model(self, meta: Meta, why: str) -> nn.Module:
         model = meta.get("model") if meta else None
         if model is None:
@@ -148,16 +168,31 @@ class _WeightsPruner(BasePruner):
 
 
 class RankedStructurePruner(_WeightsPruner):
-    """Ranks structures, prunes a fraction of them, optionally with one Leader map for a whole group.
+    """Ranks structures, prunes a fraction of them, optionally with one map for a group of weights.
 
-    Subclasses provide ``binary_map`` (the 0/1 map of one weight at a target fraction, or None for "nothing
-    to prune"); this class handles ownership, the Leader cache (§2.4) and expanding maps to masks.
+    Subclasses provide either ``binary_map`` (the 0/1 map of one weight at a target fraction, or None for
+    "nothing to prune"), or ``count_to_prune`` and ``structure_scores``, from which :meth:`group_binary_map`
+    ranks one weight or several together. This class handles ownership, the groups and expanding maps to masks.
+
+    Two ways to give several weights one map, so that coupled weights (feeding one residual add) lose the
+    same filters and can be thinned:
+
+    * ``group_dependency: Leader`` (Distiller, §2.4): every listed weight takes the map of the first one,
+      ranked by that weight's magnitudes only, cached while the target sparsity stays the same.
+    * ``auto_group: true`` (edgeprune): the model's channel graph says which listed weights are coupled;
+      each coupled group is ranked by the SUM of its members' length-normalised importances (group-importance
+      averaging, Distiller issue #523: every member votes, not only a leader) every round, and uncoupled
+      weights are ranked alone as usual. The groups are derived from the model (cached until a parameter
+      changes shape, e.g. after thinning), so there is nothing to save for a resume. Members are ranked by
+      their stored weights (not BN-folded ones), as a Leader is.
     """
 
     group_types: tuple[str, ...] = RANKED_GROUP_TYPES
+    group_size = 1  # adjacent structures ranked as one unit
 
     def __init__(self, name: str, group_type: str, desired_sparsity: float, weights: str | Iterable[str],
-                 group_dependency: str | None = None, noise: float = 0.0, round_to: int | None = None) -> None:
+                 group_dependency: str | None = None, noise: float = 0.0, round_to: int | None = None,
+                 auto_group: bool = False) -> None:
         super().__init__(name, weights)
         if group_type not in self.group_types:
             raise ConfigError(f"{self.owner}: group_type {group_type!r} is not supported; accepted: "
@@ -166,13 +201,32 @@ class RankedStructurePruner(_WeightsPruner):
             raise ConfigError(f"{self.owner}: group_dependency must be 'Leader' or absent, got {group_dependency!r}.")
         if round_to is not None and (isinstance(round_to, bool) or not isinstance(round_to, int) or round_to < 1):
             raise ConfigError(f"{self.owner}: round_to must be a positive integer, got {round_to!r}.")
+        if not isinstance(auto_group, bool):
+            raise ConfigError(f"{self.owner}: auto_group must be true or false, got {auto_group!r}.")
+        if auto_group and group_dependency is not None:
+            raise ConfigError(f"{self.owner}: auto_group and group_dependency: Leader both give a group one map; "
+                              "use one of them.", hint="auto_group ranks a group by all its members, Leader by "
+                              "the first weight only.")
+        if auto_group and group_type not in STRUCTURE_DIMS:
+            raise ConfigError(f"{self.owner}: auto_group groups coupled filters or channels; it needs group_type "
+                              f"{', '.join(STRUCTURE_DIMS)}, got {group_type!r}.")
         self.group_type = group_type
         self.desired_sparsity = check_fraction(self.owner, "desired_sparsity", desired_sparsity)
         self.group_dependency = group_dependency
         self.noise = check_fraction(self.owner, "noise", noise)
         self.round_to = round_to
+        self.auto_group = auto_group
         self.leader_binary_map: torch.Tensor | None = None
         self.last_target_sparsity: float | None = None
+        self._pending: dict[str, torch.Tensor | None] = {}  # auto_group maps not yet taken in this round
+
+    def structure_dims(self) -> dict[str, str]:
+        dim = STRUCTURE_DIMS.get(self.group_type)
+        return dict.fromkeys(self.params_names, dim) if dim else {}
+
+    @property
+    def shares_coupled_maps(self) -> bool:
+        return self.group_dependency == "Leader" or self.auto_group
 
     def leader(self) -> str:
         """The first listed weight; its ranking decides the map of the whole group."""
@@ -199,10 +253,38 @@ class RankedStructurePruner(_WeightsPruner):
                 self.leader_binary_map = self._leader_map(target_sparsity, meta)
                 self.last_target_sparsity = target_sparsity
             binary_map = self.leader_binary_map
+        elif self.auto_group:
+            binary_map = self._auto_group_map(param, param_name, target_sparsity, meta)
         else:
             binary_map = self.binary_map(target_sparsity, param, param_name, meta)
         if binary_map is not None:
             zeros_mask_dict[param_name].mask = self.mask_for(param, param_name, binary_map, meta)
+
+    def _auto_group_map(self, param: torch.Tensor, param_name: str, fraction: float,
+                        meta: Meta) -> torch.Tensor | None:
+        """The map of ``param_name``'s coupled group; an uncoupled weight is ranked alone.
+
+        The policy offers every owned weight once per round: the first member offered ranks the whole group
+        with every member's current weights, and the other members take that map in the same round.
+        """
+        if param_name in self._pending:
+            return self._pending.pop(param_name)
+        group = next(g for g in self.coupled_groups(meta) if param_name in g)
+        if len(group) == 1:
+            return self.binary_map(fraction, param, param_name, meta)
+        params = self._owned_params(meta, "to rank an auto_group group")
+        binary_map = self.group_binary_map(fraction, {name: params[name] for name in group}, meta)
+        self._pending.update({name: binary_map for name in group if name != param_name})
+        return binary_map
+
+    def coupled_groups(self, meta: Meta) -> list[tuple[str, ...]]:
+        """The owned weights grouped by coupling in the model (singletons for uncoupled weights)."""
+        model = self._model(meta, "to find which of its weights are coupled (auto_group)")
+        try:
+            graph = channel_graph(model, input_shape_of(model, meta.get("input_shape") if meta else None))
+            return coupled_weight_groups(graph, STRUCTURE_DIMS[self.group_type], self.params_names)
+        except ConfigError as exc:
+            raise ConfigError(f"{self.owner}: auto_group: {exc.message}", hint=exc.hint) from None
 
     def _leader_map(self, target_sparsity: float, meta: Meta) -> torch.Tensor | None:
         """Rank the leader only, after checking that every member has as many structures as the leader."""
@@ -225,6 +307,35 @@ class RankedStructurePruner(_WeightsPruner):
         return expand_binary_map(param, "Cols" if self.group_type == "Rows" else self.group_type, binary_map)
 
     def binary_map(self, fraction: float, param: torch.Tensor, param_name: str, meta: Meta) -> torch.Tensor | None:
+        return self.group_binary_map(fraction, {param_name: param}, meta)
+
+    def group_binary_map(self, fraction: float, params: Mapping[str, torch.Tensor],
+                         meta: Meta) -> torch.Tensor | None:
+        """One 0/1 map for weights whose structures correspond index by index, from their summed scores.
+
+        Summing ranks exactly as averaging does, so every member counts equally (#523); a single weight is
+        ranked exactly as on its own. None when nothing is to be pruned or a member has no score yet. The
+        members have equal structure counts (``coupled_weight_groups`` checks that they are the same channels).
+        """
+        first_name, first = next(iter(params.items()))
+        n_prune = self.count_to_prune(self._checked(first_name, self.structure_count, first), fraction)
+        if n_prune == 0:
+            return None
+        scores = []
+        for name, p in params.items():
+            score = self._checked(name, self.structure_scores, p, name, meta)
+            if score is None:
+                return None
+            scores.append(score.to(first.device))
+        return select_structures(torch.stack(scores).sum(0), n_prune, self.group_size, self.noise,
+                                 exact=self.round_to is not None)
+
+    def count_to_prune(self, n: int, fraction: float) -> int:
+        """How many of ``n`` structures a ``fraction`` prunes (subclasses that rank by scores)."""
+        raise NotImplementedError
+
+    def structure_scores(self, param: torch.Tensor, param_name: str, meta: Meta) -> torch.Tensor | None:
+        """Importance per ranked unit of ``param``, lowest pruned first (None: cannot rank it yet)."""
         raise NotImplementedError
 
     def _checked(self, param_name: str, check: Any, *args: Any) -> Any:
@@ -246,8 +357,9 @@ class LpRankedStructureParameterPruner(RankedStructurePruner):
     def __init__(self, name: str, group_type: str, desired_sparsity: float, weights: str | Iterable[str],
                  group_dependency: str | None = None, kwargs: Mapping[str, Any] | None = None,
                  magnitude_fn: str | NamedNorm = l1_norm, noise: float = 0.0, group_size: int = 1,
-                 rounding_fn: str | RoundingFn = math.floor, round_to: int | None = None) -> None:
-        super().__init__(name, group_type, desired_sparsity, weights, group_dependency, noise, round_to)
+                 rounding_fn: str | RoundingFn = math.floor, round_to: int | None = None,
+                 auto_group: bool = False) -> None:
+        super().__init__(name, group_type, desired_sparsity, weights, group_dependency, noise, round_to, auto_group)
         self.magnitude_fn = norm_by_name(magnitude_fn, owner=f"{self.owner}: magnitude_fn")
         self.rounding_fn = resolve_rounding_fn(rounding_fn)
         if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1:
@@ -267,8 +379,13 @@ class LpRankedStructureParameterPruner(RankedStructurePruner):
     def binary_map(self, fraction: float, param: torch.Tensor, param_name: str, meta: Meta) -> torch.Tensor | None:
         if self.block_shape is not None:
             return self._checked(param_name, rank_blocks, param, fraction, self.block_shape, self.magnitude_fn)
-        return self._checked(param_name, rank_structures, param, self.group_type, fraction, self.magnitude_fn,
-                             self.noise, self.group_size, self.rounding_fn, self.round_to)
+        return super().binary_map(fraction, param, param_name, meta)
+
+    def count_to_prune(self, n: int, fraction: float) -> int:
+        return prune_count(n, fraction, self.rounding_fn, self.group_size, self.round_to)
+
+    def structure_scores(self, param: torch.Tensor, param_name: str, meta: Meta) -> torch.Tensor:
+        return structure_magnitudes(param, self.group_type, self.magnitude_fn, self.group_size)
 
     def structure_count(self, param: torch.Tensor) -> int:
         if self.block_shape is not None:
@@ -287,9 +404,10 @@ class L1RankedStructureParameterPruner(LpRankedStructureParameterPruner):
 
     def __init__(self, name: str, group_type: str, desired_sparsity: float, weights: str | Iterable[str],
                  group_dependency: str | None = None, kwargs: Mapping[str, Any] | None = None, noise: float = 0.0,
-                 group_size: int = 1, rounding_fn: str | RoundingFn = math.floor, round_to: int | None = None) -> None:
+                 group_size: int = 1, rounding_fn: str | RoundingFn = math.floor, round_to: int | None = None,
+                 auto_group: bool = False) -> None:
         super().__init__(name, group_type, desired_sparsity, weights, group_dependency, kwargs, l1_norm, noise,
-                         group_size, rounding_fn, round_to)
+                         group_size, rounding_fn, round_to, auto_group)
 
 
 @register_pruner()
@@ -298,9 +416,10 @@ class L2RankedStructureParameterPruner(LpRankedStructureParameterPruner):
 
     def __init__(self, name: str, group_type: str, desired_sparsity: float, weights: str | Iterable[str],
                  group_dependency: str | None = None, kwargs: Mapping[str, Any] | None = None, noise: float = 0.0,
-                 group_size: int = 1, rounding_fn: str | RoundingFn = math.floor, round_to: int | None = None) -> None:
+                 group_size: int = 1, rounding_fn: str | RoundingFn = math.floor, round_to: int | None = None,
+                 auto_group: bool = False) -> None:
         super().__init__(name, group_type, desired_sparsity, weights, group_dependency, kwargs, l2_norm, noise,
-                         group_size, rounding_fn, round_to)
+                         group_size, rounding_fn, round_to, auto_group)
 
 
 @register_pruner()
@@ -497,18 +616,15 @@ class _ScoredFilterPruner(RankedStructurePruner):
     group_types = FILTER_GROUP_TYPES
 
     def __init__(self, name: str, desired_sparsity: float, weights: str | Iterable[str], group_type: str = "Filters",
-                 group_dependency: str | None = None, noise: float = 0.0, round_to: int | None = None) -> None:
-        super().__init__(name, group_type, desired_sparsity, weights, group_dependency, noise, round_to)
+                 group_dependency: str | None = None, noise: float = 0.0, round_to: int | None = None,
+                 auto_group: bool = False) -> None:
+        super().__init__(name, group_type, desired_sparsity, weights, group_dependency, noise, round_to, auto_group)
 
-    def binary_map(self, fraction: float, param: torch.Tensor, param_name: str, meta: Meta) -> torch.Tensor | None:
-        n_prune = prune_count(self._checked(param_name, structure_count, param, self.group_type), fraction,
-                              round_to=self.round_to)
-        if n_prune == 0:
-            return None
-        scores = self.filter_scores(param, param_name, meta)
-        if scores is None:
-            return None
-        return select_structures(scores.to(param.device), n_prune, 1, self.noise, exact=self.round_to is not None)
+    def count_to_prune(self, n: int, fraction: float) -> int:
+        return prune_count(n, fraction, round_to=self.round_to)
+
+    def structure_scores(self, param: torch.Tensor, param_name: str, meta: Meta) -> torch.Tensor | None:
+        return self.filter_scores(param, param_name, meta)
 
     def filter_scores(self, param: torch.Tensor, param_name: str, meta: Meta) -> torch.Tensor | None:
         raise NotImplementedError
@@ -629,6 +745,9 @@ class GlobalL1FilterPruner(_GlobalPruner):
         if group_type not in FILTER_GROUP_TYPES:
             raise ConfigError(f"{self.owner}: group_type {group_type!r} is not supported; accepted: "
                               f"{', '.join(FILTER_GROUP_TYPES)}.")
+
+    def structure_dims(self) -> dict[str, str]:
+        return dict.fromkeys(self.params_names, "filters")
 
     def global_masks(self, params: dict[str, nn.Parameter]) -> dict[str, torch.Tensor]:
         for name, p in params.items():
@@ -790,6 +909,10 @@ class StructureParameterPruner(_MappingPruner):
                 raise ConfigError(f"{self.owner}: reg_regims[{weight!r}] must be [threshold, group_type], "
                                   f"got {regime!r}.")
         self.threshold_criteria = threshold_criteria
+
+    def structure_dims(self) -> dict[str, str]:
+        return {weight: STRUCTURE_DIMS[group_type] for weight, (_, group_type) in self.mapping.items()
+                if isinstance(group_type, str) and group_type in STRUCTURE_DIMS}
 
     def set_param_mask(self, param: torch.Tensor, param_name: str, zeros_mask_dict: MasksDict, meta: Meta) -> None:
         param_name = normalize_module_name(param_name)

@@ -27,8 +27,7 @@ optimizer param_groups, hooks and references held elsewhere stay valid.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -38,7 +37,14 @@ from torch import nn
 from edgeprune.analysis.summary import ModelSummary, input_shape_of, model_summary
 from edgeprune.errors import ConfigError
 from edgeprune.models.naming import normalize_module_name
-from edgeprune.pruning.dependency import ChannelGraph, LayerChannels, ThinningError, build_channel_graph, is_depthwise
+from edgeprune.pruning.dependency import (
+    ChannelGraph,
+    LayerChannels,
+    ThinningError,
+    build_channel_graph,
+    is_depthwise,
+    one_intra_op_thread,
+)
 from edgeprune.pruning.masks import MasksDict
 
 __all__ = ["LayerChange", "ThinningError", "ThinningRecord", "contract_model", "remove_channels", "remove_filters"]
@@ -137,7 +143,7 @@ def _thin(
 ) -> ThinningRecord:
     model = _unwrap(model)
     shape = input_shape_of(model, tuple(input_shape) if input_shape else None)
-    with _one_intra_op_thread():
+    with one_intra_op_thread():
         before = model_summary(model, shape)
         graph = build_channel_graph(model, shape)
         selection = select(graph, auto_group)
@@ -152,21 +158,6 @@ def _thin(
     record = _record(function, shape, changes, before, after, selection.notes)
     logger.info("%s", record if changes else f"{function}: nothing to remove")
     return record
-
-
-@contextmanager
-def _one_intra_op_thread() -> Iterator[None]:
-    """Thinning's forwards are batch 1-2 dummies: intra-op threads cost more than they save on them.
-
-    Measured on 2 busy cores, thinning resnet56 took 0.3-10 s with 2 OpenMP threads (spin-waiting on a
-    descheduled sibling) and 0.07-0.18 s with one. The previous setting is restored on exit.
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _unwrap(model: nn.Module) -> nn.Module:

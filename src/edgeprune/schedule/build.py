@@ -8,6 +8,11 @@ name that is not in the model (Distiller silently pruned nothing), an AGP pruner
 Build order and policy order are Distiller's: pruners, regularizers, (quantizers), extensions, the
 non-LR policies in YAML order, then the LR schedulers and their policies, so within one epoch the LR
 policies always run after every other policy.
+
+One check needs the model's channel graph: structure pruning of residual-coupled weights with different
+masks (Distiller's own agp examples do it) is refused *before* training when the schedule thins the model
+later, because thinning would refuse it only after the pruning epochs (hours) have run; see
+:func:`check_structure_coupling`.
 """
 
 from __future__ import annotations
@@ -15,20 +20,21 @@ from __future__ import annotations
 import inspect
 import typing
 import warnings
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 from torch import nn
 
-from edgeprune.errors import closest
+from edgeprune.errors import ConfigError, closest
 from edgeprune.models.naming import normalize_module_name
 from edgeprune.pruning import agp, pruners  # noqa: F401  (importing them registers the pruner classes)
+from edgeprune.pruning.dependency import STRUCTURE_TABLES, ChannelGraph, channel_graph, coupled_layers
 from edgeprune.pruning.registry import PRUNERS
 from edgeprune.pruning.regularizers import REGULARIZERS
-from edgeprune.pruning.remover import ChannelRemover, FilterRemover, StructureRemover
+from edgeprune.pruning.remover import DATASET_INPUT_SHAPES, ChannelRemover, FilterRemover, StructureRemover
 from edgeprune.registry import Registry
 from edgeprune.schedule.config import (
     POLICY_KINDS,
@@ -37,6 +43,8 @@ from edgeprune.schedule.config import (
     PolicySpec,
     ScheduleSource,
     ScheduleSpec,
+    _canonical_policy_text,
+    _yaml_lines,
     check_sparsity,
     pydantic_error,
 )
@@ -269,5 +277,224 @@ def build_policies(spec: ScheduleSpec, ctx: ScheduleContext) -> list[Policy]:
         else:
             lr_policies.append(LRPolicy(lambda opt, c=component: make_lr_scheduler(c, opt), policy_spec, source,
                                         component.path, ctx))
+    check_structure_coupling(spec, policies, ctx)
     return policies + lr_policies
 
+
+# ------------------------------------------------------------------------------------ residual coupling
+THINNED_DIMS = {"remove_filters": ("filters",), "remove_channels": ("channels",),
+                "contract_model": ("filters", "channels")}
+RELATION = {"filters": "feed the same channels (e.g. one residual add)",
+            "channels": "read the same channels (e.g. one residual stream)"}
+UNIT = {"filters": "filter", "channels": "input channel"}
+
+
+@dataclass
+class Coupling:
+    """A group of coupled weights (model order) that one pruner prunes without giving all of them one map."""
+
+    dim: str  # "filters" | "channels"
+    group: list[str]
+    pruned: list[str]  # the members this pruner prunes
+    shared: bool  # whether the pruner gives its coupled members one map (Leader / auto_group)
+    others: dict[str, str] = field(default_factory=dict)  # member -> another pruner that prunes it too
+
+    def describe(self) -> str:
+        text = f"[{', '.join(self.group)}] {RELATION[self.dim]}"
+        if self.pruned != self.group:
+            text += f", but this pruner prunes only {', '.join(self.pruned)}"
+        elif not self.shared:
+            text += ", but this pruner ranks them independently"
+        others = [f"{', '.join(weights)} {'is' if len(weights) == 1 else 'are'} also pruned by pruner {other!r}, "
+                  "with its own mask" for other, weights in self.others_by_pruner().items()]
+        return "; ".join([text, *others])
+
+    def others_by_pruner(self) -> dict[str, list[str]]:
+        grouped: dict[str, list[str]] = {}
+        for weight, other in self.others.items():
+            grouped.setdefault(other, []).append(weight)
+        return grouped
+
+
+@dataclass
+class _Thinner:
+    """When and how the schedule thins: an extension policy, or ``CompressionScheduler.thin_all``."""
+
+    name: str
+    label: str
+    dims: tuple[str, ...]
+    last_epoch: float
+    auto_group: bool
+    origin: KeyPath | None = None
+    input_shape: tuple[int, ...] | None = None  # of its dataset, for models that do not declare one
+
+
+def check_structure_coupling(spec: ScheduleSpec, policies: Sequence[Policy], ctx: ScheduleContext, *,
+                             thin_all: bool = False) -> None:
+    """Refuse, before training, structure pruning that thinning would refuse only after the pruning epochs.
+
+    Thinning removes a filter (input channel) only where every coupled weight has it zero, so weights that
+    feed (read) the same channels must all be pruned by one pruner that gives them one map
+    (``group_dependency: Leader`` or ``auto_group: true``). A pruner that ranks coupled weights independently,
+    prunes only some of a coupled group (Distiller issue #304), or shares a group with another pruner raises a
+    :class:`ScheduleError` at its YAML key with the fix, when a thinning extension runs at or after its first
+    epoch (or ``thin_all`` asks). Without such thinning, masks-only pruning is legal, as in Distiller: a
+    :class:`ScheduleWarning`. A thinning extension with ``auto_group: true`` keeps such filters instead of
+    refusing, so that also only warns. Nothing is checked when the input shape is unknown.
+    """
+    structural = {policy.instance_name: policy.pruner for policy in policies
+                  if isinstance(policy, PruningPolicy) and policy.pruner.structure_dims()}
+    if not structural:
+        return
+    thinners = _thinners(policies, thin_all)
+    graph = _graph_for_check(ctx, thinners, spec.source)
+    if graph is None:
+        return
+    found = _couplings(graph, structural)
+    first_epoch = {name: min(e for policy in policies if isinstance(policy, PruningPolicy)
+                             and policy.instance_name == name for e in policy.epochs) for name in found}
+    warned = []
+    for name in (n for n in spec.pruners if n in found):  # YAML order
+        refusing = {dim: next((t for t in thinners if dim in t.dims and not t.auto_group
+                               and t.last_epoch >= first_epoch[name]), None) for dim in STRUCTURE_TABLES}
+        thinner = next((refusing[c.dim] for c in found[name] if refusing[c.dim] is not None), None)
+        if thinner is not None:
+            errors = [c for c in found[name] if refusing[c.dim] is not None]
+            raise spec.source.error(("pruners", name), _refusal(errors, thinner),
+                                    hint=_fix_hint(spec, name, structural[name], errors, policies, thinner))
+        keeping = [t for t in thinners if t.auto_group and t.last_epoch >= first_epoch[name]
+                   and any(c.dim in t.dims for c in found[name])]
+        warned.append((name, _masks_only_warning(found[name], keeping, spec.pruners[name].class_name)))
+    for name, message in warned:
+        spec.source.warn(("pruners", name), message)
+
+
+def _thinners(policies: Sequence[Policy], thin_all: bool) -> list[_Thinner]:
+    if thin_all:
+        return [_Thinner("thin_all()", "thin_all()", THINNED_DIMS["contract_model"], float("inf"), auto_group=False)]
+    return [_Thinner(f"extension {policy.instance_name!r}",
+                     f"extension {policy.instance_name!r} (epoch{'s' * (len(policy.epochs) > 1)} "
+                     f"{', '.join(map(str, policy.epochs))})",
+                     THINNED_DIMS[policy.extension.thinning_func_str], max(policy.epochs),
+                     policy.extension.auto_group, policy.origin,
+                     DATASET_INPUT_SHAPES.get(str(policy.extension.dataset).lower()))
+            for policy in policies
+            if isinstance(policy, ExtensionPolicy) and isinstance(policy.extension, StructureRemover)]
+
+
+def _graph_for_check(ctx: ScheduleContext, thinners: list[_Thinner], source: ScheduleSource) -> ChannelGraph | None:
+    """The model's channel graph; a model that cannot be traced fails now if the schedule thins it anyway."""
+    shape = (ctx.input_shape or getattr(ctx.model, "input_shape", None)
+             or next((t.input_shape for t in thinners if t.input_shape), None))
+    if shape is None:
+        return None
+    try:
+        return channel_graph(ctx.model, shape)
+    except ConfigError as exc:
+        if not thinners:
+            return None
+        if thinners[0].origin is None:  # thin_all: its own thinning would raise the same error
+            raise
+        raise source.error(thinners[0].origin, f"this extension thins the model, which cannot work: {exc.message}",
+                           hint=exc.hint) from None
+
+
+def _couplings(graph: ChannelGraph, structural: dict[str, Any]) -> dict[str, list[Coupling]]:
+    """Per pruner name, the coupled groups it prunes without one map for the whole group."""
+    found: dict[str, list[Coupling]] = {}
+    for dim, table in STRUCTURE_TABLES.items():
+        pruned_by: dict[str, list[str]] = {}
+        for name, pruner in structural.items():
+            for weight, weight_dim in pruner.structure_dims().items():
+                if weight_dim == dim:
+                    pruned_by.setdefault(weight, []).append(name)
+        for layers in coupled_layers(getattr(graph, table)):
+            group = [f"{layer}.weight" for layer in layers]
+            for name, pruner in structural.items():
+                pruned = [w for w in group if name in pruned_by.get(w, ())]
+                if not pruned:
+                    continue
+                others = {w: next(o for o in pruned_by[w] if o != name) for w in group
+                          if any(o != name for o in pruned_by.get(w, ()))}
+                if pruned != group or not pruner.shares_coupled_maps or others:
+                    found.setdefault(name, []).append(
+                        Coupling(dim, group, pruned, pruner.shares_coupled_maps, others))
+    return found
+
+
+def _refusal(couplings: list[Coupling], thinner: _Thinner) -> str:
+    unit = UNIT[couplings[0].dim]
+    return (f"the {unit}s of coupled weights would get different masks: "
+            f"{'; '.join(c.describe() for c in couplings)}. Thinning removes a {unit} only where all coupled "
+            f"weights have it zero, so {thinner.label} would refuse this model after the pruning epochs have run "
+            "(Distiller misaligned the channels silently)")
+
+
+def _masks_only_warning(couplings: list[Coupling], keeping: list[_Thinner], class_name: str) -> str:
+    unit = UNIT[couplings[0].dim]
+    text = f"the {unit}s of coupled weights get different masks: {'; '.join(c.describe() for c in couplings)}. "
+    if keeping:
+        text += (f"Because {keeping[0].label} has auto_group: true, it will keep every {unit} that is not zero in "
+                 "all of them, and that pruning is lost")
+    else:
+        text += ("That is fine for this masks-only schedule (the weights are zeroed in place, as in Distiller), "
+                 "but this model cannot be thinned later")
+    fix = "add the missing coupled weights to this pruner and " if any(c.pruned != c.group for c in couplings) \
+        else ""
+    way = "set auto_group: true on this pruner" if "auto_group" in accepted_keywords(PRUNERS.get(class_name)) \
+        else "use one group_dependency: Leader pruner per coupled group"
+    return f"{text}; to prune them consistently, {fix}{way}."
+
+
+def _fix_hint(spec: ScheduleSpec, name: str, pruner: Any, couplings: list[Coupling], policies: Sequence[Policy],
+              thinner: _Thinner) -> str:
+    """Ready-to-paste YAML giving every coupled group one map: ``auto_group: true``, or Leader pruners."""
+    component = spec.pruners[name]
+    accepted = accepted_keywords(PRUNERS.get(component.class_name))
+    settings = {"class": component.class_name,
+                **{k: v for k, v in component.kwargs.items() if k not in ("weights", "group_dependency",
+                                                                           "auto_group")}}
+    own = list(pruner.params_names)
+    groups = [c.group for c in couplings]
+    lines = ["Fix it now, in one of these ways:"]
+    if "auto_group" in accepted:
+        weights = own + [w for group in groups for w in group if w not in own]
+        added = " (this adds the missing coupled weights)" if weights != own else ""
+        lines += [f"* rank each coupled group as one, by the summed importance of its weights{added}:",
+                  *_yaml_lines({"pruners": {name: {**settings, "weights": weights, "auto_group": True}}}, "")]
+    if "group_dependency" in accepted:
+        grouped = {w for group in groups for w in group}
+        remaining = [w for w in own if w not in grouped]
+        blocks: dict[str, Any] = {name: {**settings, "weights": remaining}} if remaining else {}
+        for group in groups:
+            new_name = name if name not in blocks else _free_name(spec, blocks, f"{name}_group")
+            blocks[new_name] = {**settings, "weights": group, "group_dependency": "Leader"}
+        lines += [f"* or give each coupled group one Leader pruner (every member takes the ranking of its first "
+                  f"weight), scheduled like {name!r}:", *_yaml_lines({"pruners": blocks}, "")]
+        new_names = [n for n in blocks if n != name]
+        if new_names:
+            lines.append("policies:")
+            for policy in policies:
+                if isinstance(policy, PruningPolicy) and policy.instance_name == name:
+                    timing = policy.spec.model_dump(include={"epochs", "starting_epoch", "ending_epoch", "frequency"},
+                                                    exclude_none=True)
+                    args = {"args": policy.spec.target.args} if policy.spec.target.args else {}
+                    lines += [_canonical_policy_text({"pruner": {"instance_name": n, **args}, **timing})
+                              for n in new_names]
+    if "auto_group" not in accepted and "group_dependency" not in accepted:
+        lines.append(f"* {component.class_name} ranks every weight on its own: prune each coupled group with a "
+                     "structure pruner that has auto_group: true or group_dependency: Leader (e.g. "
+                     f"L1RankedStructureParameterPruner), and remove the group from {name!r}.")
+    lines += [f"* and remove {', '.join(weights)} from pruner {other!r}: one pruner must own a coupled group."
+              for c in couplings for other, weights in c.others_by_pruner().items()]
+    if thinner.origin is not None:
+        lines.append(f"(Or set auto_group: true on {thinner.name}: it then keeps every "
+                     f"{UNIT[couplings[0].dim]} not zero in all coupled weights, and that pruning is lost.)")
+    return "\n".join(lines)
+
+
+def _free_name(spec: ScheduleSpec, taken: dict[str, Any], prefix: str) -> str:
+    index = 1
+    while f"{prefix}{index}" in spec.pruners or f"{prefix}{index}" in taken:
+        index += 1
+    return f"{prefix}{index}"

@@ -210,6 +210,7 @@ class PruningPolicy(Policy):
         if self.levels is not None:
             self.pruner.levels = self.levels
         self.meta["model"] = self.ctx.model
+        self.meta["input_shape"] = self.ctx.input_shape  # auto_group pruners trace the model with it
         first = not self.is_initialized
         if first:
             for name, masker in self.ctx.masks.items():

@@ -21,7 +21,7 @@ from edgeprune.errors import CheckpointError
 from edgeprune.models.naming import normalize_module_name
 from edgeprune.pruning.masks import create_model_masks_dict, mask_all_weights
 from edgeprune.pruning.remover import StructureRemover
-from edgeprune.schedule.build import build_policies
+from edgeprune.schedule.build import build_policies, check_structure_coupling
 from edgeprune.schedule.config import ScheduleSpec, load_schedule
 from edgeprune.schedule.policies import LRPolicy, Policy, ScheduleContext
 from edgeprune.train.hooks import TrainingHooks
@@ -117,7 +117,12 @@ class CompressionScheduler(TrainingHooks):
         return list(self.epoch_policies.get(0, []))
 
     def thin_all(self, optimizer: torch.optim.Optimizer | None = None) -> Any:
-        """Physically remove every all-zero filter and channel now (Distiller's ``--thinnify``)."""
+        """Physically remove every all-zero filter and channel now (Distiller's ``--thinnify``).
+
+        A schedule whose pruners gave coupled weights different masks is refused first, at the pruner's YAML
+        key and with the fix, rather than by thinning's layer-level error.
+        """
+        check_structure_coupling(self.spec, self.policies, self.ctx, thin_all=True)
         return StructureRemover("contract_model").thin(self.model, self.zeros_mask_dict, optimizer=optimizer,
                                                         input_shape=self.ctx.input_shape)
 
