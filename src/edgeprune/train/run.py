@@ -82,19 +82,36 @@ def train_model(
         provenance={"model": spec, "data": str(data), "schedule": str(schedule) if schedule else None,
                     "parent": loaded.checkpoint.path if loaded.checkpoint else None},
     )
+    report = None
     if spec_schedule is not None:
-        trainer.add_hook(CompressionScheduler(trainer.model, spec_schedule, trainer.optimizer,
-                                              batches=trainer.train_loader))
+        from edgeprune.report.run_report import RunReport  # matplotlib only when there is a report to draw
+
+        scheduler = CompressionScheduler(trainer.model, spec_schedule, trainer.optimizer, batches=trainer.train_loader)
+        trainer.add_hook(scheduler)
+        report = RunReport(trainer, scheduler)  # after the scheduler: it measures right after pruning
+        trainer.add_hook(report)
     if resume and trainer.resume():
         (console or trainer.console).print(f"resuming {out_dir} after epoch {trainer.start_epoch - 1}")
-    return trainer.fit(), loaded
+    elif report is not None:
+        report.measure_start()
+    result = trainer.fit()
+    if report is not None:
+        report.write()
+    return result, loaded
 
 
 def evaluate_model(
     spec: str, data: str, *, split: str = "test", arch: str | None = None, batch_size: int = 512,
     device: str = "auto", limit: int | None = None,
 ) -> EvalResult:
-    """Top-1/top-5/loss of MODEL on a split of DATA, with the checkpoint's normalisation."""
+    """Top-1/top-5/loss of MODEL on a split of DATA, with the checkpoint's normalisation.
+
+    An exported model (.onnx, OpenVINO .xml) runs in its runtime, normalised as its metadata says.
+    """
+    if Path(spec).suffix.lower() in (".onnx", ".xml"):
+        from edgeprune.export.evaluate import evaluate_exported
+
+        return EvalResult(*evaluate_exported(spec, data, split=split, batch_size=batch_size, limit=limit))
     test_data = load_dataset(data, split)
     if limit:
         test_data = test_data.subset(limit)

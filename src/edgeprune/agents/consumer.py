@@ -1,0 +1,238 @@
+"""The consumer agent: take a job, fetch and verify its artifact, benchmark it, tell the study, acknowledge.
+
+One consumer serves every sweep registered in its queue (or those named), opening each sweep's study from
+the registered sweep (:mod:`edgeprune.agents.sweeps`). Each job goes through the sweep's own MEASURE half
+(:func:`edgeprune.sweep.measure.measure_and_tell`) on a private copy of the artifact, with this machine's
+benchmark settings (``--backend openvino --device CPU`` ...) over the sweep's.
+
+Idempotence, so a job delivered twice gives one result:
+
+* the trial's state is checked first: a finished trial's job is acknowledged without measuring (a
+  redelivery after a crash between tell and ack, or a duplicate);
+* the tell itself is atomic in the storage, and losing the race to another consumer counts as "already
+  finished" (:func:`edgeprune.agents.trials.finish_once`);
+* the acknowledgement comes only after the tell, so a crash anywhere before it redelivers the job.
+
+A failed attempt (the artifact fails verification, the benchmark raises) releases the job for another try
+after ``retry_delay_s``; after ``max_deliveries`` attempts — counting deliveries to consumers that died —
+the job is dead-lettered with the reason and its trial failed, so it never stays RUNNING.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+from pydantic import ValidationError
+from rich.console import Console
+
+from edgeprune.agents.artifacts import ArtifactStore, StoreResolver, get_artifact_store
+from edgeprune.agents.janitor import janitor_pass
+from edgeprune.agents.messages import AgentJob
+from edgeprune.agents.producer import default_name
+from edgeprune.agents.queue import DEFAULT_DIR, Delivery, JobQueue, QueueUnavailableError, safe_name
+from edgeprune.agents.sweeps import SweepStudies
+from edgeprune.agents.ticker import every
+from edgeprune.agents.trials import finish_once, is_finished
+from edgeprune.errors import EdgepruneError
+from edgeprune.sweep.config import BenchmarkSettings
+from edgeprune.sweep.engine import SweepStudy
+from edgeprune.sweep.produce import JOB_FILE
+
+BLOCK_S = 1.0
+SWEEPS_REFRESH_S = 5.0
+JANITOR_S = 30.0
+MAX_WAIT_S = 30.0
+
+
+@dataclass
+class ConsumerStats:
+    """What a consumer did; ``busy_fraction`` is the share of its active span spent handling jobs."""
+
+    outcomes: dict[str, int] = field(default_factory=dict)
+    busy_s: float = 0.0
+    first_start: float | None = None
+    last_end: float | None = None
+
+    def record(self, outcome: str, start: float, end: float) -> None:
+        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+        self.busy_s += end - start
+        self.first_start = start if self.first_start is None else self.first_start
+        self.last_end = end
+
+    @property
+    def jobs(self) -> int:
+        return sum(self.outcomes.values())
+
+    @property
+    def busy_fraction(self) -> float:
+        span = (self.last_end or 0.0) - (self.first_start or 0.0)
+        return self.busy_s / span if span > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "jobs": self.jobs, "busy_fraction": round(self.busy_fraction, 4)}
+
+
+class Consumer:
+    """Measures the jobs of one or more sweeps and tells their studies."""
+
+    def __init__(self, queue: JobQueue, storage_url: str, *, name: str | None = None, sweeps: list[str] | None = None,
+                 artifacts: ArtifactStore | None = None, work_dir: str | Path | None = None,
+                 bench: dict[str, Any] | None = None, max_deliveries: int = 3, retry_delay_s: float = 1.0,
+                 console: Console | None = None) -> None:
+        self.queue, self.storage_url = queue, storage_url
+        self.name = name or default_name()
+        self.explicit = list(sweeps) if sweeps else None
+        self.stores = StoreResolver(artifacts or get_artifact_store())
+        self.work_dir = Path(work_dir or DEFAULT_DIR).resolve()
+        self.bench = dict(bench or {})
+        self.max_deliveries, self.retry_delay_s = max(1, max_deliveries), retry_delay_s
+        self.console = console or Console(stderr=True)
+        self.stats = ConsumerStats()
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self.studies = SweepStudies(queue, storage_url, self.work_dir)
+        self._sweeps: list[str] = []
+        self._sweeps_at = self._janitor_at = 0.0
+        self._recovered: set[str] = set()
+        self._producers_seen: set[str] = set()
+
+    # ------------------------------------------------------------------------------------------- main
+    def run(self, *, max_jobs: int | None = None, exit_when_done: bool = False) -> ConsumerStats:
+        """Serve until ``max_jobs`` jobs are handled, or (``exit_when_done``) every served sweep is finished."""
+        backlog: list[Delivery] = []
+        wait = 1.0
+        while max_jobs is None or self.stats.jobs < max_jobs:
+            try:
+                sweeps = self._served()
+                new = [s for s in sweeps if s not in self._recovered]
+                if new:  # jobs this consumer took before it restarted come back first (Redis: XREADGROUP ... 0)
+                    backlog += self.queue.pending(self.name, new)
+                    self._recovered.update(new)
+                self._janitor(sweeps)
+                if not sweeps:  # no sweep registered yet
+                    time.sleep(BLOCK_S)
+                    continue
+                delivery = backlog.pop(0) if backlog else self.queue.get(self.name, sweeps, BLOCK_S)
+                if delivery is None:
+                    if exit_when_done and self._finished(sweeps):
+                        break
+                    continue
+                start = time.time()
+                self.stats.record(self.handle(delivery), start, time.time())
+                wait = 1.0
+            except QueueUnavailableError as exc:
+                self.console.print(f"[yellow]{exc.message}[/]; trying again in {wait:.0f} s", highlight=False)
+                time.sleep(wait)
+                wait = min(wait * 2, MAX_WAIT_S)
+        return self.stats
+
+    def _served(self) -> list[str]:
+        if self.explicit is not None:
+            return self.explicit
+        if time.monotonic() - self._sweeps_at > SWEEPS_REFRESH_S:
+            self._sweeps, self._sweeps_at = self.queue.sweeps(), time.monotonic()
+        return self._sweeps
+
+    def _janitor(self, sweeps: list[str]) -> None:
+        if time.monotonic() - self._janitor_at < JANITOR_S:
+            return
+        self._janitor_at = time.monotonic()
+        janitor_pass([self.studies.opened[s] for s in sweeps if s in self.studies.opened], self.queue, self.console)
+
+    def _finished(self, sweeps: list[str]) -> bool:
+        """Nothing left to measure: for every served sweep the queue is empty, no trial is RUNNING (one could
+        still be failed and produced again), and either the study has a stop reason or the producers this
+        consumer saw are all gone (they may stop early, ``--max-trials``)."""
+        if not sweeps:
+            return False
+        for sweep in sweeps:
+            if self.queue.sweep_document(sweep) is None:
+                return False
+            counts = self.queue.counts(sweep)
+            if counts.queued or counts.in_flight:
+                return False
+            if any(p.alive() for p in self.queue.producers(sweep)):
+                self._producers_seen.add(sweep)
+                return False
+            study = self.studies[sweep]
+            if study.trials(TrialState.RUNNING):
+                return False
+            if study.stop_reason() is None and sweep not in self._producers_seen:
+                return False
+        return True
+
+    # -------------------------------------------------------------------------------------------- job
+    def handle(self, delivery: Delivery) -> str:
+        """Measure one delivery; returns the outcome: measured, duplicate, released or dead."""
+        try:
+            message = AgentJob.model_validate_json(delivery.body)
+        except ValidationError as exc:
+            self.queue.dead_letter(delivery, f"not an edgeprune job: {exc.errors()[0]['msg']}")
+            return "dead"
+        sweep, number = message.sweep, message.trial_number
+        study: SweepStudy | None = None
+        try:
+            study = self.studies[sweep]
+            if is_finished(study, number):
+                self.queue.ack(delivery)
+                self.console.print(f"{sweep}: trial {number} is finished already; job {delivery.message_id} "
+                                   "acknowledged unmeasured")
+                return "duplicate"
+            if delivery.deliveries > self.max_deliveries:
+                return self._dead(delivery, study, number, f"delivered {delivery.deliveries - 1} times without a "
+                                  f"result; last error: {delivery.last_error or 'none (its consumers stopped)'}")
+            with every(self.queue.visibility_timeout_s / 3, lambda: self.queue.extend(delivery),
+                       what="visibility extension", console=self.console):
+                told = self._measure(study, message, delivery)
+        except QueueUnavailableError:
+            raise
+        except KeyboardInterrupt:  # hand the job back at once instead of after the visibility timeout
+            self.queue.release(delivery, "its consumer was interrupted", 0.0)
+            raise
+        except Exception as exc:
+            if not isinstance(exc, EdgepruneError):
+                traceback.print_exc()
+            reason = exc.message if isinstance(exc, EdgepruneError) else f"{type(exc).__name__}: {exc}"
+            if delivery.deliveries >= self.max_deliveries:
+                return self._dead(delivery, study, number, reason)
+            self.queue.release(delivery, reason, self.retry_delay_s)
+            self.console.print(f"{sweep}: trial {number} attempt {delivery.deliveries} failed, released for "
+                               f"another: {reason}", highlight=False)
+            return "released"
+        self.queue.ack(delivery)
+        self.stores(message.artifact).discard(message.artifact)
+        return "measured" if told else "duplicate"
+
+    def _measure(self, study: SweepStudy, message: AgentJob, delivery: Delivery) -> bool:
+        """Fetch, verify, benchmark and tell; False when another consumer told the trial first."""
+        from edgeprune.sweep.measure import measure_and_tell
+
+        sweep, number = message.sweep, message.trial_number
+        local = self.work_dir / "measured" / safe_name(sweep) / f"{number:04d}"
+        suffix = Path(message.job.artifact).suffix
+        artifact = self.stores(message.artifact).fetch(message.artifact, local / f"model{suffix}")
+        settings = BenchmarkSettings.model_validate({**message.job.benchmark.model_dump(), **self.bench})
+        job = message.job.model_copy(update={"artifact": str(artifact), "benchmark": settings})
+        job.write(local / JOB_FILE)
+        self.console.print(f"{sweep}: trial {number} measuring ({settings.backend} on {settings.device}), delivery "
+                           f"{delivery.deliveries} of job {delivery.message_id}")
+        results: dict[str, float] = {}
+        told = finish_once(study, number, lambda: results.update(measure_and_tell(study, job)))
+        if told:
+            shown = "  ".join(f"{o.name} {results[o.name]:.4g}" for o in study.cfg.directions)
+            self.console.print(f"{sweep}: trial {number} [green]done[/]: {shown}")
+        return told
+
+    def _dead(self, delivery: Delivery, study: SweepStudy | None, number: int, reason: str) -> str:
+        self.queue.dead_letter(delivery, reason)
+        if study is not None:
+            error = f"dead-lettered after {delivery.deliveries} deliveries: {reason}"
+            finish_once(study, number, lambda: study.fail(number, error))
+        self.console.print(f"[red]{delivery.sweep}: trial {number} dead-lettered[/]: {reason}", highlight=False)
+        return "dead"
+

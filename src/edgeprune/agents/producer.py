@@ -1,0 +1,170 @@
+"""The producer agent: ask the study, PRODUCE the trial up to a verified ONNX, store the artifact, enqueue the job.
+
+The PRODUCE half (:func:`edgeprune.sweep.produce.produce`) runs in this process, so a crash (``kill -9``,
+out of memory) ends the producer and its trial together and the janitor retries the trial, while a trial
+that fails with an error is failed in the study and the producer goes on. While a trial is produced, a
+background thread renews its lease and the producer's heartbeat; once its job is in the queue, the trial
+is marked as handed off (:data:`~edgeprune.agents.messages.QUEUED_ATTR`) and the queue owns it.
+
+Backpressure: no trial is asked while ``max_queued`` jobs of the sweep wait unmeasured — producing far
+ahead of the consumer wastes trials when the sweep stops (run_cap, target) and makes a Bayesian sampler
+ask without the latest results. The producer stops after ``max_trials`` trials, or once the study has a
+stop reason and none of its trials is RUNNING any more (a running one may still fail and be retried).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import traceback
+import zlib
+from pathlib import Path
+
+import optuna
+from optuna.trial import Trial, TrialState
+from rich.console import Console
+
+from edgeprune.agents.artifacts import ArtifactStore
+from edgeprune.agents.janitor import janitor_pass
+from edgeprune.agents.messages import QUEUED_ATTR, AgentJob
+from edgeprune.agents.queue import DEFAULT_DIR, JobQueue, QueueUnavailableError, safe_name
+from edgeprune.agents.ticker import every
+from edgeprune.agents.trials import finish_once
+from edgeprune.errors import EdgepruneError
+from edgeprune.sweep.config import SweepConfig
+from edgeprune.sweep.engine import LEASE_S, AskedTrial, SweepStudy, make_sampler
+from edgeprune.sweep.job import TrialJob, TrialRequest
+
+POLL_S = 2.0
+RETRY_S = 5.0
+
+
+def default_name() -> str:
+    """``host:pid``: unique among the agents of a machine, and the owner the sweep writes into a trial's lease."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class Producer:
+    """Produces trials of one sweep into a queue until the sweep is done or ``max_trials`` are produced."""
+
+    def __init__(self, cfg: SweepConfig, storage_url: str, queue: JobQueue, artifacts: ArtifactStore, *,
+                 work_dir: str | Path | None = None, name: str | None = None, threads: int | None = None,
+                 max_trials: int | None = None, max_queued: int = 4, console: Console | None = None) -> None:
+        from edgeprune.bench.devices import available_cpus
+
+        self.cfg, self.queue, self.artifacts = cfg, queue, artifacts
+        self.sweep = cfg.study_name
+        self.work_dir = Path(work_dir or DEFAULT_DIR / safe_name(self.sweep)).resolve()
+        self.name = name or default_name()
+        self.threads = threads or available_cpus()
+        self.max_trials, self.max_queued = max_trials, max(1, max_queued)
+        self.console = console or Console(stderr=True)
+        self.produced = 0
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self.study = SweepStudy(cfg, storage_url)
+        if cfg.method != "grid":  # producers started together would otherwise draw the same random points
+            seed = cfg.seed + len(self.study.trials()) + zlib.crc32(self.name.encode())
+            self.study.study.sampler = make_sampler(cfg, seed)
+        self._beat(state="preparing")
+
+    def _beat(self, state: str, trial: int | None = None, since: float | None = None) -> None:
+        self.queue.beat(self.sweep, self.name, {"state": state, "trial": trial, "since": since or time.time()})
+
+    # ------------------------------------------------------------------------------------------- main
+    def run(self) -> int:
+        """Produce until done; returns the number of trials handed to the queue."""
+        from edgeprune.sweep.runner import preflight, prepare_base
+
+        try:
+            self.base = prepare_base(self.cfg, self.work_dir, self.console)
+            preflight(self.cfg, self.base)
+            while (reason := self._stop_reason()) is None:
+                try:
+                    janitor_pass([self.study], self.queue, self.console)
+                    if self._may_ask():
+                        self.produce_one()
+                    else:
+                        self._beat(state="waiting")
+                        time.sleep(POLL_S)
+                except QueueUnavailableError as exc:  # an outage, not a failure: wait for the queue to return
+                    self.console.print(f"[yellow]{exc.message}[/]; trying again in {RETRY_S:.0f} s", highlight=False)
+                    time.sleep(RETRY_S)
+            self.console.print(f"{self.sweep}: producer {self.name} stops: {reason}")
+        finally:
+            self.queue.forget_producer(self.sweep, self.name)
+        return self.produced
+
+    def _may_ask(self) -> bool:
+        return self.study.stop_reason() is None and self.queue.counts(self.sweep).queued < self.max_queued
+
+    def _stop_reason(self) -> str | None:
+        if self.max_trials is not None and self.produced >= self.max_trials:
+            return f"{self.produced} trials produced (--max-trials)"
+        reason = self.study.stop_reason()
+        return reason if reason is not None and not self.study.trials(TrialState.RUNNING) else None
+
+    # ------------------------------------------------------------------------------------------ trial
+    def produce_one(self) -> None:
+        """Ask one trial and produce it; an error fails the trial, an interrupt abandons it (it is retried)."""
+        from edgeprune.sweep.produce import produce
+
+        asked = self.study.ask()
+        number, started = asked.number, time.time()
+        trial_dir = self.work_dir / "trials" / f"{number:04d}"
+        asked.trial.set_user_attr("trial_dir", str(trial_dir))
+        request = TrialRequest(
+            study_name=self.sweep, trial_number=number, values=asked.values, template=self.cfg.template_text or "",
+            model=self.base, data=self.cfg.data, retrain=self.cfg.retrain, export=self.cfg.export,
+            benchmark=self.cfg.benchmark, out_dir=str(trial_dir), seed=self.cfg.seed, threads=self.threads)
+        request.write(trial_dir / "request.json")
+        shown = ", ".join(f"{k}={v}" for k, v in asked.values.items() if k in self.cfg.space.distributions())
+        self.console.print(f"{self.sweep}: trial {number} producing: {shown}", highlight=False)
+        self._beat(state="producing", trial=number, since=started)
+        try:
+            with every(LEASE_S / 4, lambda: self._keep_alive(asked, started), what="lease renewal",
+                       console=self.console):
+                job = produce(request)
+                message_id = self._hand_off_until_queued(asked.trial, job)
+        except KeyboardInterrupt:
+            finish_once(self.study, number, lambda: self.study.abandon(number, "abandoned: its producer was "
+                                                                                "interrupted"))
+            raise
+        except Exception as exc:
+            if not isinstance(exc, EdgepruneError):
+                traceback.print_exc()
+            reason = exc.message if isinstance(exc, EdgepruneError) else f"{type(exc).__name__}: {exc}"
+            finish_once(self.study, number, lambda: self.study.fail(asked.trial, f"producing failed: {reason}"))
+            self.console.print(f"{self.sweep}: trial {number} [red]failed[/]: {reason}", highlight=False)
+            return
+        self.produced += 1
+        self.console.print(f"{self.sweep}: trial {number} produced in {time.time() - started:.1f} s, queued as "
+                           f"{message_id}")
+
+    def _keep_alive(self, asked: AskedTrial, started: float) -> None:
+        self.study.renew([asked.trial])
+        self._beat(state="producing", trial=asked.number, since=started)
+
+    def _hand_off_until_queued(self, trial: Trial, job: TrialJob) -> str:
+        """The produced work is not thrown away because the queue is briefly down: keep trying (the lease is
+        renewed meanwhile)."""
+        while True:
+            try:
+                return self.hand_off(trial, job)
+            except QueueUnavailableError as exc:
+                self.console.print(f"[yellow]{exc.message}[/]; trying again in {RETRY_S:.0f} s", highlight=False)
+                time.sleep(RETRY_S)
+
+    def hand_off(self, trial: Trial, job: TrialJob) -> str:
+        """Store the artifact, enqueue the job, and mark the trial as owned by the queue; returns the message id.
+
+        The mark comes after the job is in the queue: a crash in between leaves a trial whose lease runs out
+        (retried) and a job whose trial is finished by then (acknowledged unmeasured) — wasted work, never a
+        lost or doubled result. A consumer may even finish the trial before the mark is written.
+        """
+        ref = self.artifacts.put(Path(job.artifact), self.sweep, job.trial_number)
+        message = AgentJob(job=job, artifact=ref, producer=self.name, produced_at=time.time())
+        message_id = self.queue.put(self.sweep, message.model_dump_json())
+        mark = {"message_id": message_id, "queue": self.queue.url, "producer": self.name, "at": time.time()}
+        finish_once(self.study, job.trial_number, lambda: trial.set_user_attr(QUEUED_ATTR, mark))
+        return message_id

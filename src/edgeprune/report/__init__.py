@@ -1,0 +1,1 @@
+"""Reports: the accuracy report of one training run (``report.json``/``.md``/``accuracy.png``)."""

@@ -1,0 +1,68 @@
+"""The MEASURE half of a pipeline trial: benchmark the produced ONNX artifact and tell the study.
+
+Kept apart from PRODUCE because measuring needs a quiet device while producing needs a busy one: the
+embedded runner measures only while no trial is training, and a remote consumer (the agents) can measure
+on the target device itself. Everything it needs is in the :class:`~edgeprune.sweep.job.TrialJob`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from edgeprune.fileio import write_json
+from edgeprune.sweep.config import BenchmarkSettings, SweepConfig
+from edgeprune.sweep.engine import SweepStudy
+from edgeprune.sweep.job import TrialJob
+
+
+def benchmark(onnx: str | Path, settings: BenchmarkSettings) -> dict[str, Any]:
+    """The full benchmark result (edgeprune bench's JSON object) of one ONNX file."""
+    from edgeprune.bench.protocol import Protocol
+    from edgeprune.bench.run import bench_model
+
+    protocol = Protocol(niter=settings.niter, warmup=settings.warmup, budget_s=settings.budget_s)
+    return bench_model(str(onnx), backend=settings.backend, device=settings.device, batch=settings.batch,
+                       protocol=protocol, threads=settings.threads)
+
+
+def headline(result: dict[str, Any]) -> dict[str, float]:
+    """The three numbers a sweep optimises over: median latency, median end-to-end latency, throughput."""
+    return {"latency_ms": float(result["latency_median_ms"]), "e2e_latency_ms": float(result["e2e_latency_median_ms"]),
+            "throughput_fps": float(result["throughput_fps"])}
+
+
+def measure(job: TrialJob) -> tuple[dict[str, float], Path]:
+    """Benchmark the job's (verified) artifact; the full result is saved beside it as ``bench.json``."""
+    artifact = job.verified_artifact()
+    result = benchmark(artifact, job.benchmark)
+    write_json(artifact.parent / "bench.json", result)
+    return headline(result), artifact.parent / "bench.json"
+
+
+def measure_and_tell(study: SweepStudy, job: TrialJob) -> dict[str, float]:
+    """MEASURE: benchmark, then record every metric and artifact path with the trial (completing it)."""
+    bench, bench_file = measure(job)
+    metrics = {**job.metrics, **bench}
+    study.complete(job.trial_number, metrics, history=job.history,
+                   artifacts={"onnx": job.artifact, "checkpoint": job.checkpoint, "schedule": job.schedule,
+                              "bench": str(bench_file), "job": str(Path(job.artifact).parent / "job.json")})
+    return metrics
+
+
+def measure_baseline(cfg: SweepConfig, model: str, out_dir: Path) -> dict[str, float]:
+    """The dense model's accuracy, size and latency: the reference point every pruned trial is compared to."""
+    from edgeprune.analysis.summary import model_summary
+    from edgeprune.data import load_dataset
+    from edgeprune.export.job import export_model
+    from edgeprune.train.run import evaluate_model, load_model_for_data
+
+    scores = evaluate_model(model, cfg.data).metrics
+    loaded = load_model_for_data(model, load_dataset(cfg.data, "test"))
+    summary = model_summary(loaded.model, arch=loaded.arch)
+    exported = export_model(model, out_dir / "model.onnx", batch=cfg.benchmark.batch, data=cfg.data,
+                            exporter=cfg.export.exporter, opset=cfg.export.opset, samples=cfg.export.parity_images)
+    result = benchmark(exported.onnx, cfg.benchmark)
+    write_json(out_dir / "bench.json", result)
+    return {**{k: float(v) for k, v in scores.items()}, "macs": float(summary.macs),
+            "weight_params": float(summary.weight_params), **headline(result)}

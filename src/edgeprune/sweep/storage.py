@@ -1,0 +1,87 @@
+"""Where a study lives: a storage URL -> an Optuna storage, or one clear error when it cannot be reached.
+
+* ``sqlite:///RUN_DIR/study.db`` (the default): embedded, nothing to run, fine for one machine.
+* any SQLAlchemy URL Optuna's ``RDBStorage`` takes (``postgresql://user:pw@host/db``, ``mysql://...``) to
+  share one study between machines.
+* ``redis://host:port/db`` (or ``rediss://``, ``unix://``): Optuna's ``JournalStorage`` over
+  ``JournalRedisBackend`` — an append-only log, the storage Optuna recommends for many workers.
+
+A wrong or unreachable URL is a user error, so it becomes a :class:`StorageError` (password hidden)
+instead of a driver traceback.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from optuna.exceptions import ExperimentalWarning
+from optuna.storages import BaseStorage, RDBStorage
+from optuna.storages.journal import JournalRedisBackend, JournalStorage
+
+from edgeprune.errors import EdgepruneError
+
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+CONNECT_TIMEOUT_S = 10
+
+
+class StorageError(EdgepruneError):
+    """A study storage URL that is malformed, lacks its driver, or cannot be reached."""
+
+
+def default_url(run_dir: str | Path) -> str:
+    return f"sqlite:///{Path(run_dir) / 'study.db'}"
+
+
+def redact(url: str) -> str:
+    """The URL with its password replaced by ``***`` (safe to print and to store in reports)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def open_storage(url: str) -> BaseStorage:
+    """An Optuna storage for ``url``; creates the SQLite file's directory; raises :class:`StorageError`."""
+    scheme = urlsplit(url).scheme.split("+")[0]
+    if scheme in REDIS_SCHEMES:
+        return _redis(url)
+    if not scheme:
+        raise StorageError(f"Storage {url!r} is not a URL.",
+                           hint="Use e.g. sqlite:///runs/sweep/study.db, postgresql://user@host/db or "
+                                "redis://localhost:6379/0.")
+    engine_kwargs: dict = {"pool_pre_ping": True}
+    if scheme == "sqlite":
+        path = url.split(":///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+    elif scheme == "postgresql":
+        engine_kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
+    try:
+        return RDBStorage(url, engine_kwargs=engine_kwargs)
+    except ImportError as exc:
+        raise StorageError(f"The database driver for {redact(url)!r} is not installed: {exc}.",
+                           hint="pip install 'edgeprune[distributed]' (psycopg for PostgreSQL).") from None
+    except Exception as exc:  # sqlalchemy.exc.OperationalError/ArgumentError and driver errors differ per backend
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StorageError(f"Cannot open the study storage {redact(url)!r}: {reason}",
+                           hint="Check the URL, that the database server is running and reachable, and the "
+                                "credentials.") from None
+
+
+def _redis(url: str) -> BaseStorage:
+    try:
+        import redis
+    except ImportError:
+        raise StorageError("Storage URLs redis:// need the 'redis' package.",
+                           hint="pip install 'edgeprune[distributed]'.") from None
+    try:  # JournalRedisBackend connects lazily and without a timeout: fail fast and in words here instead
+        redis.Redis.from_url(url, socket_connect_timeout=CONNECT_TIMEOUT_S, socket_timeout=CONNECT_TIMEOUT_S).ping()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ExperimentalWarning)  # Optuna's recommended storage for many workers
+            return JournalStorage(JournalRedisBackend(url))
+    except (redis.exceptions.RedisError, ValueError, OSError) as exc:
+        raise StorageError(f"Cannot reach the Redis study storage {redact(url)!r}: {exc}",
+                           hint="Check that redis-server is running there (redis-cli -u URL ping).") from None
