@@ -8,11 +8,11 @@ Both sides see the same cached, normalised batches of synthetic 3×32×32 images
 * analysis: :func:`edgeprune.analysis.sensitivity.analyse_to_dir` (L1 pruning of one weight with the
   schedule pruners, the ``evaluate`` used everywhere in edgeprune, the atomic write of ``sensitivity.json``
   after every point, the progress bar) over ``--layers`` weights × sparsities 0.1…0.4, where every point
-  prunes more filters than the last, so none is reused. The per-point time is steady state: from the
-  start of the first evaluation to the end of the last, divided by the evaluations; set-up and the final
-  CSV/plots are reported apart.
+  prunes more filters than the last, so none is reused. Per point: the evaluation plus the work between it
+  and the previous one; set-up and the final CSV/plots are reported apart.
 
-Repeats alternate plain and analysis runs so that load from other processes hits both alike; medians.
+Every evaluation of the analysis is paired with a plain pass just before it (on the same pruned model), so
+load from other processes hits both alike; the ratio is the median of the per-pair ratios.
 
     python benchmarks/sensitivity.py [--images 512] [--batch-size 128] [--layers 3] [--repeats 5]
 """
@@ -20,6 +20,7 @@ Repeats alternate plain and analysis runs so that load from other processes hits
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import statistics
 import tempfile
@@ -66,18 +67,17 @@ def main() -> None:
     weights = sensitivity_weights(model, "filter", "layer*.conv1")[: args.layers]
     settings = SensitivitySettings.of(model, weights, SPARSITIES, "filter", batches)
     plain_pass(model, batches)  # warm-up: first-call dispatch and allocator
-    plain, per_point, gaps, outside = [], [], [], []
+    ratios, plain, per_point, gaps, outside = [], [], [], [], []
     evaluations = 0
     for _ in range(args.repeats):
-        t0 = time.perf_counter()
-        plain_pass(model, batches)
-        plain.append(time.perf_counter() - t0)
-        stamps: list[float] = []
+        passes: list[tuple[float, float, float]] = []  # (plain pass start, evaluation start, evaluation end)
 
-        def timed(m: torch.nn.Module, stamps: list[float] = stamps) -> dict[str, float]:
-            stamps.append(time.perf_counter())
+        def timed(m: torch.nn.Module, passes: list[tuple[float, float, float]] = passes) -> dict[str, float]:
+            t0 = time.perf_counter()
+            plain_pass(m, batches)  # paired with the evaluation right after it: load changes hit both alike
+            t1 = time.perf_counter()
             metrics = evaluate(m, batches)
-            stamps.append(time.perf_counter())
+            passes.append((t0, t1, time.perf_counter()))
             return metrics
 
         with tempfile.TemporaryDirectory() as out:
@@ -86,19 +86,22 @@ def main() -> None:
             total = time.perf_counter() - t0
         evaluations = result.evaluations
         # With no sparsity 0 the dense model is measured once after the last point: leave it out of the steady state.
-        points = evaluations - 1
-        evals = [stamps[2 * i + 1] - stamps[2 * i] for i in range(points)]
-        between = [stamps[2 * i] - stamps[2 * i - 1] for i in range(1, points)]  # prune, persist, progress
-        gaps.append(statistics.mean(between))
-        per_point.append(statistics.mean(evals) + gaps[-1])
-        outside.append(total - sum(evals) - sum(between) - (stamps[-1] - stamps[-2]))
-    plain_s, point_s = statistics.median(plain), statistics.median(per_point)
+        points = passes[: evaluations - 1]
+        for (_, _, prev_end), (plain_start, start, end) in itertools.pairwise(points):
+            gaps.append(plain_start - prev_end)  # prune, persist, progress bar
+            plain.append(start - plain_start)
+            per_point.append(end - start + gaps[-1])
+            ratios.append(per_point[-1] / plain[-1])
+        dense = passes[-1]
+        outside.append(total - (points[-1][2] - points[0][0]) - (dense[2] - dense[0]))
     print(json.dumps({
         "model": "resnet20_cifar", "images": args.images, "batch_size": args.batch_size, "weights": weights,
         "sparsities": SPARSITIES, "points": len(weights) * len(SPARSITIES), "evaluations": evaluations,
-        "repeats": args.repeats, "threads": torch.get_num_threads(),
-        "plain_pass_s_median": round(plain_s, 4), "per_point_s_median": round(point_s, 4),
-        "ratio": round(point_s / plain_s, 3), "between_points_ms_median": round(1000 * statistics.median(gaps), 2),
+        "repeats": args.repeats, "pairs": len(ratios), "threads": torch.get_num_threads(),
+        "plain_pass_s_median": round(statistics.median(plain), 4),
+        "per_point_s_median": round(statistics.median(per_point), 4),
+        "ratio_median": round(statistics.median(ratios), 3),
+        "between_points_ms_median": round(1000 * statistics.median(gaps), 2),
         "setup_csv_plots_s_median": round(statistics.median(outside), 3),
     }, indent=2))
 

@@ -1,1 +1,1 @@
-"""Model analysis: summaries (MACs, parameters), sparsity tables and, later, sensitivity."""
+"""Model analysis: summaries (MACs, parameters), sparsity tables, sensitivity analysis and pictures."""

@@ -33,8 +33,9 @@ def save_figure(fig: Figure, path: str | Path) -> Path:
     """Write ``fig`` atomically (a half-written PNG never replaces a good one) as PNG or SVG by suffix."""
     fmt = picture_format(path)
     path = Path(path)
-    # SVG text stays text (not glyph outlines), so weight names can be searched for and copied from it.
-    with atomic_path(path) as tmp, rc_context({"svg.fonttype": "none"}):
+    # SVG text stays text (not glyph outlines), so weight names can be searched for and copied from it; a fixed
+    # hash salt makes SVG element ids, and so the file, the same every time.
+    with atomic_path(path) as tmp, rc_context({"svg.fonttype": "none", "svg.hashsalt": "edgeprune"}):
         fig.savefig(tmp, format=fmt, dpi=DPI, bbox_inches="tight", metadata=_metadata(fmt))
     return path
 
