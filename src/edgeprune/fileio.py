@@ -48,3 +48,13 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def read_config_text(path: Path, what: str, error: Callable[..., Exception]) -> str:
+    """A YAML config file's text; an unreadable or non-UTF-8 file raises ``error(message, file=path)``."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise error(f"cannot read the {what}: {exc.strerror or exc}", file=str(path)) from None
+    except UnicodeDecodeError:
+        raise error(f"the {what} is not UTF-8 text", file=str(path)) from None

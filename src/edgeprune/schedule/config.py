@@ -34,6 +34,7 @@ from pydantic import (
 )
 
 from edgeprune.errors import EdgepruneError, closest
+from edgeprune.fileio import read_config_text
 
 KeyPath = tuple[str | int, ...]
 
@@ -486,10 +487,4 @@ def parse_schedule(text: str, filename: str = "<schedule>") -> ScheduleSpec:
 def load_schedule(path: str | Path) -> ScheduleSpec:
     """Read and check a schedule file (Distiller's format, unchanged)."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ScheduleError(f"cannot read the schedule: {exc.strerror or exc}", file=str(path)) from None
-    except UnicodeDecodeError:
-        raise ScheduleError("the schedule is not UTF-8 text", file=str(path)) from None
-    return parse_schedule(text, str(path))
+    return parse_schedule(read_config_text(path, "schedule", ScheduleError), str(path))

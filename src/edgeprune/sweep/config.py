@@ -22,6 +22,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StrictStr, ValidationError
 
 from edgeprune.errors import closest
+from edgeprune.fileio import read_config_text
 from edgeprune.schedule.config import (
     KeyPath,
     ScheduleError,
@@ -516,10 +517,4 @@ def parse_sweep(text: str, filename: str = "<sweep>") -> SweepConfig:
 def load_sweep(path: str | Path) -> SweepConfig:
     """Read and check a sweep file."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SweepError(f"cannot read the sweep file: {exc.strerror or exc}", file=str(path)) from None
-    except UnicodeDecodeError:
-        raise SweepError("the sweep file is not UTF-8 text", file=str(path)) from None
-    return parse_sweep(text, str(path))
+    return parse_sweep(read_config_text(path, "sweep file", SweepError), str(path))
