@@ -111,28 +111,35 @@ def zero_filters(weight: torch.Tensor) -> list[int]:
 
 
 # ---------------------------------------------------------------------------------------- build-time refusal
-def test_agp4_layer2_pruner_with_a_thinning_extension_fails_when_built_with_the_fix() -> None:
-    with pytest.raises(ScheduleError) as info:
-        build(AGP4)
-    error = info.value
-    assert (error.file, error.line, error.key_path) == ("schedule.yaml", 3, "pruners.low_pruner")
-    message = str(error)
-    assert message.startswith("schedule.yaml:3:3: pruners.low_pruner: the filters of coupled weights")
-    assert "layer2.0.conv2.weight, layer2.0.downsample.0.weight" in message
+def test_agp4_layer2_pruner_with_a_thinning_extension_is_grouped_with_a_located_warning() -> None:
+    """Distiller's schedule runs unchanged: the coupled convs it ranks independently are ranked as one group,
+    exactly as with ``auto_group: true``, and the warning says so at the pruner's key."""
+    with pytest.warns(ScheduleWarning) as record:
+        sched = CompressionScheduler(resnet20(), parse_schedule(AGP4, "schedule.yaml"))
+    message = str(record[0].message)
+    assert message.startswith("schedule.yaml:3:3: pruners.low_pruner: [layer2.0.conv2.weight, "
+                              "layer2.0.downsample.0.weight, layer2.1.conv2.weight, layer2.2.conv2.weight] feed")
     assert "ranks them independently" in message and "extension 'net_thinner' (epoch 212)" in message
-    assert "group_dependency: Leader" in error.hint and "auto_group: true" in error.hint
-    # Both printed fixes are exact: pasted into the schedule, it builds without a warning.
-    auto, leader = snippets(error.hint)
-    assert auto["pruners"]["low_pruner"]["auto_group"] is True
-    fixed = yaml.safe_load(AGP4)
-    fixed["pruners"].update(auto["pruners"])
-    build(yaml.safe_dump(fixed, sort_keys=False))
-    fixed = yaml.safe_load(AGP4)
-    fixed["pruners"].update(leader["pruners"])
-    fixed["policies"] += leader["policies"]
-    assert fixed["pruners"]["low_pruner_group1"]["weights"] == [f"{layer}.weight" for layer in LAYER2_STREAM]
-    sched = build(yaml.safe_dump(fixed, sort_keys=False))
-    assert [p.instance_name for p in sched.epoch_policies[180]] == ["low_pruner", "low_pruner_group1"]
+    assert "Set auto_group: true on this pruner" in message
+    assert sched.policies[0].pruner.shares_coupled_maps
+    explicit = build(AGP4.replace("group_type: Filters", "group_type: Filters\n    auto_group: true"))
+    for scheduler in (sched, explicit):
+        scheduler.replay(213)
+    grouped, expected = sched.model.state_dict(), explicit.model.state_dict()
+    assert grouped.keys() == expected.keys() and all(torch.equal(grouped[k], expected[k]) for k in expected)
+    assert sched.model.layer2[0].downsample[0].out_channels == 20
+
+
+def test_a_pruner_that_cannot_group_coupled_weights_is_refused_with_the_fix() -> None:
+    """An activation-ranked pruner ranks each weight by its own statistic: it cannot be given one map."""
+    text = one_shot(LAYER1_STREAM).replace("class: L1RankedStructureParameterPruner",
+                                           "class: ActivationMeanRankedFilterPruner")
+    with pytest.raises(ScheduleError) as info:
+        build(text)
+    message = str(info.value)
+    assert message.startswith("schedule.yaml:2:3: pruners.p1: the filters of coupled weights")
+    assert "ranks them independently" in message and "extension 'thin' (epoch 0)" in message
+    assert "group_dependency: Leader" in info.value.hint
 
 
 def test_agp4_with_auto_group_prunes_and_thins_at_epoch_212() -> None:

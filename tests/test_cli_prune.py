@@ -15,8 +15,11 @@ from PIL import Image
 from edgeprune.analysis.sparsity import sparsity_3d
 from edgeprune.analysis.summary import model_summary
 from edgeprune.data import load_dataset
+from edgeprune.models import create_model
 from edgeprune.models.checkpoint import load_checkpoint, model_from_checkpoint
+from edgeprune.schedule.config import ScheduleWarning
 from edgeprune.schedule.oneshot import prune_model
+from edgeprune.schedule.scheduler import CompressionScheduler
 from edgeprune.train import TrainConfig
 from edgeprune.train.run import train_model
 
@@ -24,6 +27,7 @@ from .conftest import REPO, run_cli, shared_file
 
 FILTER_RANK = REPO / "examples" / "schedules" / "resnet56_cifar_filter_rank.yaml"
 MNIST_SCHEDULE = REPO / "examples" / "schedules" / "simplenet_mnist_pruning.yaml"
+AGP_DIR = REPO / "examples" / "cifar10_resnet20"
 
 
 def _summary(path: Path) -> dict:
@@ -43,6 +47,45 @@ def test_distiller_filter_rank_schedule_gives_distillers_counts_and_shapes(tmp_p
     assert shapes["layer3.1.conv1"] == [58, 64, 3, 3]
     assert all(shapes[f"layer3.{i}.conv1"] == [45, 64, 3, 3] for i in (2, 3, 5, 6, 7, 8))
     assert shapes["layer2.0.conv1"] == [32, 16, 3, 3] and shapes["layer3.0.conv1"] == [64, 32, 3, 3]
+
+
+@pytest.mark.parametrize(("schedule", "weights", "macs", "stream", "fc"), [
+    ("resnet20_filters.schedule_agp.yaml", 223_536, 30_655_104, 16, [10, 64]),
+    ("resnet20_filters.schedule_agp_4.yaml", 130_544, 24_723_776, 16, [10, 32]),
+])
+def test_distiller_resnet20_agp_schedules_replayed_give_distillers_published_counts(
+        tmp_path, schedule: str, weights: int, macs: int, stream: int, fc: list[int]) -> None:
+    """Distiller's published MACs for its resnet20 AGP examples; both rank layer2's residual stream without a
+    Leader, which is grouped (a warning says so) instead of thinned with misaligned channels."""
+    result = run_cli("prune", "resnet20_cifar", "-s", str(AGP_DIR / schedule), "-o", str(tmp_path / "p.pth"),
+                     "--epochs", "all")
+    assert result.returncode == 0, result.stderr
+    assert "pruners.low_pruner: [layer2.0.conv2.weight" in result.stderr  # grouped, with a warning
+    d = _summary(tmp_path / "p.pth")
+    assert (d["weight_params"], d["macs"]) == (weights, macs)
+    shapes = {layer["name"]: layer["weight_shape"] for layer in d["layers"]}
+    assert all(shapes[f"layer2.{i}.conv1"][0] == 16 for i in range(3))
+    assert all(shapes[f"layer2.{i}.conv2"][0] == stream for i in range(3))
+    assert shapes["fc"] == fc
+    model = model_from_checkpoint(load_checkpoint(tmp_path / "p.pth"))
+    assert 1 - model.layer3[1].conv1.weight.count_nonzero().item() / model.layer3[1].conv1.weight.numel() == \
+        pytest.approx(0.7, abs=1e-4)  # fine_pruner's AGP reached its final sparsity at its last epoch
+
+
+def test_grouped_agp_schedule_thins_without_changing_the_outputs() -> None:
+    """The filters removed from layer2's residual stream are the same in every coupled conv: thinning is exact."""
+    torch.manual_seed(0)
+    model = create_model("resnet20_cifar").eval()
+    with pytest.warns(ScheduleWarning, match="ranks them independently"):
+        sched = CompressionScheduler(model, AGP_DIR / "resnet20_filters.schedule_agp.yaml")
+    sched.replay(30)  # low_pruner fired last at epoch 28; the thinner fires at epoch 30
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        masked = model(x)
+        sched.thin_all()
+        thinned = model(x)
+    assert model.layer2[0].downsample[0].out_channels == model.layer2[2].conv2.out_channels == 16
+    torch.testing.assert_close(thinned, masked, rtol=1e-4, atol=1e-5)
 
 
 def test_seed_schedule_verbatim_zeroes_in_place_and_thins_with_flag(tmp_path) -> None:

@@ -169,12 +169,18 @@ def prune(
     data: Annotated[str | None, typer.Option("--data", "-d", help="Training data, for activation-ranked "
                                                                   "pruners' statistics.")] = None,
     arch: ArchOpt = None,
+    epochs: Annotated[str | None, typer.Option("--epochs", help="Replay epochs 0..N-1 of the schedule without "
+                                               "training, or 'all' (through its last pruning/thinning epoch): "
+                                               "gradual (AGP) schedules reach their final shapes only there. "
+                                               "Default: epoch 0 only.")] = None,
 ) -> None:
-    """One-shot: apply every policy that fires at epoch 0 (prune, regularize, thin), no training."""
+    """One-shot: apply every policy that fires at epoch 0 (or --epochs) — prune, regularize, thin — no training."""
     from edgeprune.schedule.oneshot import prune_model
 
-    r = prune_model(model, schedule, output, thin=thin, data=data, arch=arch)
-    table = Table(title=f"{r.arch}: weights changed by {schedule.name} at epoch 0")
+    r = prune_model(model, schedule, output, thin=thin, data=data, arch=arch, epochs=epochs)
+    when = "at epoch 0" if epochs is None else "over all its epochs" if epochs == "all" else \
+        f"over epochs 0 to {int(epochs) - 1}"
+    table = Table(title=f"{r.arch}: weights changed by {schedule.name} {when}")
     for col in ("Weight", "Shape before", "Shape after", "Zero filters (%)", "Zero channels (%)", "Zero (%)"):
         table.add_column(col, justify="left" if col.startswith(("Weight", "Shape")) else "right")
     for x in r.layers:
@@ -610,7 +616,7 @@ def status_cmd(
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    err.print(f"[yellow]warning:[/] {message}", highlight=False)
+    err.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False)  # brackets are text, not markup
 
 
 def main() -> None:

@@ -118,6 +118,9 @@ class StructuredAGP(AutomatedGradualPrunerBase):
     def shares_coupled_maps(self) -> bool:
         return self.pruner.shares_coupled_maps
 
+    def group_coupled_weights(self) -> bool:
+        return self.pruner.group_coupled_weights()
+
     def set_param_mask_by_sparsity_target(self, param: torch.Tensor, param_name: str, zeros_mask_dict: MasksDict,
                                           target_sparsity: float, meta: Meta) -> None:
         self.pruner.prune_to_target_sparsity(param, param_name, zeros_mask_dict, target_sparsity, meta)

@@ -132,6 +132,14 @@ class BasePruner:
         """Whether coupled weights among ``structure_dims`` always get one map (Leader or auto_group)."""
         return False
 
+    def group_coupled_weights(self) -> bool:
+        """Give coupled weights one map from now on, as ``auto_group: true`` would; False if this pruner cannot.
+
+        The schedule builder calls it for Distiller schedules that rank residual-coupled weights independently
+        and thin them later (see :func:`edgeprune.schedule.build.check_structure_coupling`).
+        """
+        return False
+
     def _model(self, meta: Meta, why: str) -> nn.Module:
         model = meta.get("model") if meta else None
         if model is None:
@@ -227,6 +235,11 @@ class RankedStructurePruner(_WeightsPruner):
     @property
     def shares_coupled_maps(self) -> bool:
         return self.group_dependency == "Leader" or self.auto_group
+
+    def group_coupled_weights(self) -> bool:
+        if self.group_dependency is None and self.group_type in STRUCTURE_DIMS:
+            self.auto_group = True
+        return self.shares_coupled_maps
 
     def leader(self) -> str:
         """The first listed weight; its ranking decides the map of the whole group."""
@@ -463,6 +476,10 @@ class _FilterOrderPruner(RankedStructurePruner):
     def __init__(self, name: str, group_type: str, desired_sparsity: float, weights: str | Iterable[str],
                  group_dependency: str | None = None) -> None:
         super().__init__(name, group_type, desired_sparsity, weights, group_dependency)
+
+    def group_coupled_weights(self) -> bool:
+        """These rank each weight by its own statistic, which cannot be summed over a group."""
+        return self.shares_coupled_maps
 
     def binary_map(self, fraction: float, param: torch.Tensor, param_name: str, meta: Meta) -> torch.Tensor | None:
         self._require_4d(param, param_name)

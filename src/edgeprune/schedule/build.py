@@ -10,9 +10,12 @@ non-LR policies in YAML order, then the LR schedulers and their policies, so wit
 policies always run after every other policy.
 
 One check needs the model's channel graph: structure pruning of residual-coupled weights with different
-masks (Distiller's own agp examples do it) is refused *before* training when the schedule thins the model
-later, because thinning would refuse it only after the pruning epochs (hours) have run; see
-:func:`check_structure_coupling`.
+masks is settled *before* training when the schedule thins the model later, because thinning would refuse
+it only after the pruning epochs (hours) have run. A pruner that ranks whole coupled groups independently
+(Distiller's own resnet20 agp examples) is switched to ranking each group as one, with a warning: the
+schedule runs unchanged and gives Distiller's shapes, without Distiller's misaligned channels. Anything
+else (a pruner that prunes only part of a coupled group, Distiller issue #304, or two pruners sharing one)
+is refused with a ready-to-paste fix; see :func:`check_structure_coupling`.
 """
 
 from __future__ import annotations
@@ -335,12 +338,13 @@ def check_structure_coupling(spec: ScheduleSpec, policies: Sequence[Policy], ctx
 
     Thinning removes a filter (input channel) only where every coupled weight has it zero, so weights that
     feed (read) the same channels must all be pruned by one pruner that gives them one map
-    (``group_dependency: Leader`` or ``auto_group: true``). A pruner that ranks coupled weights independently,
-    prunes only some of a coupled group (Distiller issue #304), or shares a group with another pruner raises a
-    :class:`ScheduleError` at its YAML key with the fix, when a thinning extension runs at or after its first
-    epoch (or ``thin_all`` asks). Without such thinning, masks-only pruning is legal, as in Distiller: a
-    :class:`ScheduleWarning`. A thinning extension with ``auto_group: true`` keeps such filters instead of
-    refusing, so that also only warns. Nothing is checked when the input shape is unknown.
+    (``group_dependency: Leader`` or ``auto_group: true``). When a thinning extension runs at or after a
+    pruner's first epoch (or ``thin_all`` asks), a pruner that ranks whole coupled groups independently is
+    switched to ``auto_group`` (a :class:`ScheduleWarning` says so; the shapes are Distiller's), and one that
+    prunes only some of a coupled group (Distiller issue #304) or shares a group with another pruner raises a
+    :class:`ScheduleError` at its YAML key with the fix. Without such thinning, masks-only pruning is legal,
+    as in Distiller: a :class:`ScheduleWarning`. A thinning extension with ``auto_group: true`` keeps such
+    filters instead of refusing, so that also only warns. Nothing is checked when the input shape is unknown.
     """
     structural = {policy.instance_name: policy.pruner for policy in policies
                   if isinstance(policy, PruningPolicy) and policy.pruner.structure_dims()}
@@ -360,8 +364,14 @@ def check_structure_coupling(spec: ScheduleSpec, policies: Sequence[Policy], ctx
         thinner = next((refusing[c.dim] for c in found[name] if refusing[c.dim] is not None), None)
         if thinner is not None:
             errors = [c for c in found[name] if refusing[c.dim] is not None]
-            raise spec.source.error(("pruners", name), _refusal(errors, thinner),
-                                    hint=_fix_hint(spec, name, structural[name], errors, policies, thinner))
+            if all(c.pruned == c.group and not c.others for c in errors) and structural[name].group_coupled_weights():
+                warned.append((name, _grouped_warning(errors, thinner)))
+                found[name] = [c for c in found[name] if c not in errors]
+                if not found[name]:
+                    continue
+            else:
+                raise spec.source.error(("pruners", name), _refusal(errors, thinner),
+                                        hint=_fix_hint(spec, name, structural[name], errors, policies, thinner))
         keeping = [t for t in thinners if t.auto_group and t.last_epoch >= first_epoch[name]
                    and any(c.dim in t.dims for c in found[name])]
         warned.append((name, _masks_only_warning(found[name], keeping, spec.pruners[name].class_name)))
@@ -428,6 +438,14 @@ def _refusal(couplings: list[Coupling], thinner: _Thinner) -> str:
             f"{'; '.join(c.describe() for c in couplings)}. Thinning removes a {unit} only where all coupled "
             f"weights have it zero, so {thinner.label} would refuse this model after the pruning epochs have run "
             "(Distiller misaligned the channels silently)")
+
+
+def _grouped_warning(couplings: list[Coupling], thinner: _Thinner) -> str:
+    unit = UNIT[couplings[0].dim]
+    return (f"{'; '.join(c.describe() for c in couplings)}. Distiller thinned such weights with misaligned "
+            f"{unit}s; because {thinner.label} thins them, edgeprune ranks each coupled group as one "
+            f"(auto_group: true): each weight loses as many {unit}s as in Distiller (the same shapes and MACs), "
+            f"and the same ones. Set auto_group: true on this pruner to silence this warning.")
 
 
 def _masks_only_warning(couplings: list[Coupling], keeping: list[_Thinner], class_name: str) -> str:

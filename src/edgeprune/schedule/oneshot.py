@@ -17,6 +17,7 @@ from torch import nn
 from edgeprune.analysis.sparsity import sparsity_table
 from edgeprune.analysis.summary import ModelSummary, model_summary
 from edgeprune.data import BatchLoader, load_dataset
+from edgeprune.errors import ConfigError
 from edgeprune.models.checkpoint import save_checkpoint
 from edgeprune.models.resolve import resolve_model
 from edgeprune.schedule.config import load_schedule
@@ -52,9 +53,12 @@ class PruneResult:
 
 
 def prune_model(model_spec: str, schedule_path: str | Path, out: str | Path, *, thin: bool = False,
-                data: str | None = None, arch: str | None = None, seed: int = 0) -> PruneResult:
+                data: str | None = None, arch: str | None = None, seed: int = 0,
+                epochs: int | str | None = None) -> PruneResult:
     """Run every policy that fires at epoch 0 of ``schedule_path`` on MODEL; ``thin`` also removes all zeros.
 
+    ``epochs`` replays epochs ``0 .. epochs-1`` instead (``"all"``: through the schedule's last pruning or
+    thinning epoch), without training, which is how a gradual (AGP) schedule shows the shapes it ends with.
     ``seed`` fixes the initial weights of a zoo model and any randomised pruner (noise, random ranking).
     """
     spec = load_schedule(schedule_path)  # fail on the YAML before loading anything heavy
@@ -70,7 +74,10 @@ def prune_model(model_spec: str, schedule_path: str | Path, out: str | Path, *, 
     model = loaded.model.eval()
     scheduler = CompressionScheduler(model, spec, batches=batches)
     before = model_summary(model, arch=loaded.arch)
-    scheduler.apply_epoch_zero()
+    if epochs is None:
+        scheduler.apply_epoch_zero()
+    else:
+        scheduler.replay(scheduler.compression_epochs() if epochs == "all" else _epoch_count(epochs))
     if thin:
         scheduler.thin_all()
     after = model_summary(model, arch=loaded.arch)
@@ -85,6 +92,17 @@ def prune_model(model_spec: str, schedule_path: str | Path, out: str | Path, *, 
                     "schedule_sha256": hashlib.sha256(schedule_bytes).hexdigest(), "thin": thin},
     )
     return PruneResult(Path(out), loaded.arch, before, after, _outcomes(before, model), thin)
+
+
+def _epoch_count(epochs: int | str) -> int:
+    try:
+        count = int(epochs)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise ConfigError(f"--epochs must be a positive number of epochs or 'all', got {epochs!r}.",
+                          hint="'all' replays the schedule through its last pruning or thinning epoch.")
+    return count
 
 
 def _outcomes(before: ModelSummary, model: nn.Module) -> list[LayerOutcome]:

@@ -116,6 +116,30 @@ class CompressionScheduler(TrainingHooks):
         self.on_minibatch_begin(0, 0, 1, optimizer)
         return list(self.epoch_policies.get(0, []))
 
+    def compression_epochs(self) -> int:
+        """Epochs until every non-LR policy has fired for the last time (the timeline of pruning and thinning)."""
+        return 1 + max((epoch for epoch, policies in self.epoch_policies.items()
+                        if any(not isinstance(p, LRPolicy) for p in policies)), default=0)
+
+    def replay(self, epochs: int) -> None:
+        """Run epochs ``0 .. epochs-1`` without training: each epoch's begin, one minibatch and end.
+
+        Why: an AGP pruner reaches ``final_sparsity`` only at its last scheduled epoch and a thinning
+        extension often fires after that, so the shapes a gradual schedule produces appear only at the end of
+        its timeline. LR policies are skipped: nothing is trained, so there is no learning rate to set.
+        """
+        for epoch in range(epochs):
+            policies = [p for p in self._scheduled(epoch) if not isinstance(p, LRPolicy)]
+            for policy in policies:
+                policy.on_epoch_begin(None)
+            for policy in policies:
+                policy.on_minibatch_begin(epoch, 0, 1, None)
+            mask_all_weights(self.model, self.zeros_mask_dict, is_forward=False)
+            for policy in policies:
+                policy.on_minibatch_end(epoch, 0, 1)
+            for policy in policies:
+                policy.on_epoch_end(None, {})
+
     def thin_all(self, optimizer: torch.optim.Optimizer | None = None) -> Any:
         """Physically remove every all-zero filter and channel now (Distiller's ``--thinnify``).
 
