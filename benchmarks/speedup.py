@@ -19,15 +19,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import tempfile
 from pathlib import Path
 
 from edgeprune.analysis.summary import model_summary
+from edgeprune.bench.compare import measure_interleaved, speedup_row
 from edgeprune.bench.environment import environment
 from edgeprune.bench.protocol import Protocol
-from edgeprune.bench.result import comparable
-from edgeprune.bench.run import bench_model
 from edgeprune.export.job import export_model
 from edgeprune.models import create_model
 from edgeprune.models.checkpoint import save_checkpoint
@@ -62,48 +60,11 @@ def build_variants(work: Path, exporter: str) -> dict[str, dict]:
     return variants
 
 
-def measure(variants: dict[str, dict], repeats: int, protocol: Protocol, threads: int | None) -> dict:
-    """Interleaved medians: results[name][backend] = list of result dicts, one per repeat."""
-    results: dict[str, dict[str, list[dict]]] = {name: {b: [] for b in BACKENDS} for name in variants}
-    for _ in range(repeats):
-        for name, v in variants.items():
-            for backend in BACKENDS:
-                model = v["xml"] if backend == "openvino" else v["onnx"]
-                results[name][backend].append(bench_model(str(model), backend=backend, protocol=protocol,
-                                                          threads=threads))
-    return results
-
-
 def summarise(variants: dict[str, dict], results: dict) -> list[dict]:
-    """Speed-ups as medians of *paired* ratios: variant and dense of the same repeat ran seconds apart, so a
-    busy phase of a shared machine cancels out of their ratio; plus the ratio of the minimum latencies, the
-    figure least touched by other processes."""
-    rows = []
-    for backend in BACKENDS:
-        dense = results["dense"][backend]
-        for name, v in variants.items():
-            runs = results[name][backend]
-            for r in runs:  # never compare silently: every run must be comparable with the dense baseline
-                verdict = comparable(r, dense[0])
-                assert verdict, verdict.reasons
-            mac_ratio = variants["dense"]["macs"] / v["macs"]
-            pairs = list(zip(dense, runs, strict=True))
-            speedup = statistics.median(d["latency_median_ms"] / r["latency_median_ms"] for d, r in pairs)
-            tput = statistics.median(r["throughput_fps"] / d["throughput_fps"] for d, r in pairs)
-            rows.append({
-                "variant": name, "backend": backend, "macs": v["macs"], "mac_ratio": round(mac_ratio, 3),
-                "latency_median_ms": round(statistics.median(r["latency_median_ms"] for r in runs), 4),
-                "latency_min_ms": round(min(r["latency_min_ms"] for r in runs), 4),
-                "latency_speedup": round(speedup, 3),
-                "latency_speedup_min": round(min(d["latency_min_ms"] for d in dense)
-                                             / min(r["latency_min_ms"] for r in runs), 3),
-                "throughput_fps": round(statistics.median(r["throughput_fps"] for r in runs), 1),
-                "throughput_speedup": round(tput, 3),
-                "realised": round(speedup / mac_ratio, 3),
-                "latency_cv_max": round(max(r["latency_cv"] for r in runs), 3),
-                "cv_met_all": all(r["cv_met"] for r in runs),
-            })
-    return rows
+    """One row per variant and backend (see :func:`edgeprune.bench.compare.speedup_row`)."""
+    return [{"variant": name, "backend": backend, "macs": v["macs"],
+             **speedup_row(results["dense"][backend], results[name][backend], variants["dense"]["macs"] / v["macs"])}
+            for backend in BACKENDS for name, v in variants.items()]
 
 
 def markdown(rows: list[dict]) -> str:
@@ -129,7 +90,8 @@ def main() -> None:
     protocol = Protocol(niter=args.niter, warmup=20, cv_threshold=0.05, budget_s=2.0)
     with tempfile.TemporaryDirectory(prefix="edgeprune-speedup-") as tmp:
         variants = build_variants(Path(tmp), args.exporter)
-        results = measure(variants, args.repeats, protocol, args.threads)
+        files = {name: {"openvino": v["xml"], "onnxruntime": v["onnx"]} for name, v in variants.items()}
+        results = measure_interleaved(files, args.repeats, protocol, args.threads)
     rows = summarise(variants, results)
     any_run = results["dense"]["openvino"][0]
     report = {"model": ARCH, "repeats": args.repeats, "protocol": any_run["settings"], "rows": rows,

@@ -18,6 +18,7 @@ import pytest
 from PIL import Image
 
 from edgeprune.bench.backends import RunSettings, open_runner
+from edgeprune.bench.compare import measure_interleaved, speedup_row
 from edgeprune.bench.protocol import LatencyStats, Protocol, measure
 from edgeprune.bench.result import comparable
 from edgeprune.bench.run import bench_model
@@ -198,3 +199,17 @@ def test_median_latency_agrees_with_benchmark_app(tmp_path) -> None:
     # within a factor 1.25 either way: our timer also holds the Python call (~µs) around infer(), and medians on a
     # shared machine wander (5 interleaved pairs on a loaded 2-vCPU VM gave ratios 1.02 for resnet20, 0.89 for 56)
     assert 0.8 <= ratio <= 1.25, (ours, theirs)
+
+
+def test_interleaved_measurement_pairs_repeats_and_refuses_incomparable_results(exported) -> None:
+    files = {"ref": {"onnxruntime": exported["onnx"]}, "same": {"onnxruntime": exported["onnx"]}}
+    results = measure_interleaved(files, repeats=3, protocol=QUICK, threads=1)
+    ref, same = results["ref"]["onnxruntime"], results["same"]["onnxruntime"]
+    assert len(ref) == len(same) == 3
+    row = speedup_row(ref, same, mac_ratio=2.0)
+    paired = sorted(r["latency_median_ms"] / s["latency_median_ms"] for r, s in zip(ref, same, strict=True))
+    assert row["latency_speedup"] == round(paired[1], 3)  # the median of the three paired ratios
+    assert row["realised"] == pytest.approx(row["latency_speedup"] / 2.0, abs=1e-3)
+    other = bench_model(str(exported["onnx"]), backend="onnxruntime", protocol=QUICK, threads=2)
+    with pytest.raises(EdgepruneError, match="not comparable.*thread"):
+        speedup_row(ref, [other, other, other], mac_ratio=1.0)

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The real-data experiment: ResNet-20 on CIFAR-10, Distiller's two resnet20 AGP filter schedules and a
+# schedule suggested by edgeprune's sensitivity analysis, each retrained for EPOCHS epochs on the CPU, then
+# exported and measured with OpenVINO. Run from the repository root (after `make setup`):
+#
+#   examples/cifar10_resnet20/run.sh            # EPOCHS=5, runs/cifar10_resnet20, then RESULTS.md here
+#
+# Every step resumes: rerun the same command after an interruption. Environment overrides: MODEL (a trained
+# resnet20_cifar checkpoint), DATA (CIFAR-10 as a .tar.gz / directory), EPOCHS, LR, RUNS (work directory).
+set -euo pipefail
+HERE=examples/cifar10_resnet20
+MODEL=${MODEL:-../shared/models/resnet20_cifar10_jpeg.pth}
+DATA=${DATA:-../shared/data/cifar10-jpeg.tar.gz}
+EPOCHS=${EPOCHS:-5}
+LR=${LR:-0.02}
+RUNS=${RUNS:-runs/cifar10_resnet20}
+EDGEPRUNE=${EDGEPRUNE:-.venv/bin/edgeprune}
+PYTHON=${PYTHON:-.venv/bin/python}
+mkdir -p "$RUNS"
+
+# 1. Filter sensitivity of every conv: 0-80 % in steps of 10 %, on the first 2,000 test images.
+"$EDGEPRUNE" sensitivity "$MODEL" --data "$DATA" --group filter --sparsities 0:0.9:0.1 \
+    --eval-batches 10 --batch-size 200 -o "$RUNS/sensitivity"
+
+# 2. A one-shot schedule with the least summed drop that keeps at most the MACs of Distiller's Leader
+#    schedule (24,723,776 / 40,813,184 = 0.6058 of the dense network).
+"$EDGEPRUNE" schedule suggest "$RUNS/sensitivity/sensitivity.csv" --model "$MODEL" --target-macs 0.6058 \
+    -o "$RUNS/suggested.yaml"
+
+# 3. Retrain under each schedule: the same epochs, optimizer and LR schedule (SGD, cosine from LR) for all.
+declare -A SCHEDULES=([agp]="$HERE/agp_5epochs.yaml" [agp4]="$HERE/agp4_5epochs.yaml"
+                      [suggested]="$RUNS/suggested.yaml")
+for name in agp4 suggested agp; do
+    "$EDGEPRUNE" train "$MODEL" --data "$DATA" --schedule "${SCHEDULES[$name]}" --epochs "$EPOCHS" \
+        --lr "$LR" --weight-decay 1e-4 -o "$RUNS/$name"
+done
+
+# 4. Export each retrained network (and the dense one), measure them interleaved, write RESULTS.md.
+"$PYTHON" "$HERE/results.py" --model "$MODEL" --data "$DATA" --runs "$RUNS" --out "$HERE"
