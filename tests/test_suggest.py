@@ -120,6 +120,19 @@ def test_unreachable_mac_target_names_the_best_reachable(tmp_path) -> None:
     assert f"{best.after.macs:,}" in info.value.message and "--max-drop" in info.value.hint
 
 
+def test_mac_target_alone_lets_every_measured_level_compete(tmp_path) -> None:
+    csv = _csv(tmp_path / "s.csv", _r20_drops())
+    with pytest.raises(ConfigError, match="cannot be reached"):
+        suggest_schedule(csv, "resnet20_cifar", max_drop=1.0, target_macs=0.8)
+    s = suggest_schedule(csv, "resnet20_cifar", target_macs=0.8)
+    assert s.after.macs <= 0.8 * s.before.macs and max(p.chosen.drop for p in s.chosen) > 1.0
+    assert "no per-weight drop cap" in s.yaml
+    (tmp_path / "t.yaml").write_text(s.yaml)
+    assert prune_model("resnet20_cifar", tmp_path / "t.yaml", tmp_path / "t.pth", thin=True).after.macs == s.after.macs
+    with pytest.raises(ConfigError, match="Give --max-drop"):
+        suggest_schedule(csv, "resnet20_cifar")
+
+
 def test_round_to_keeps_multiples_and_costs_the_covering_measurement(tmp_path) -> None:
     drops = {w: _linear(1.0) for w in R20_CONVS}
     s = suggest_schedule(_csv(tmp_path / "s.csv", drops), "resnet20_cifar", max_drop=1.0, round_to=8)

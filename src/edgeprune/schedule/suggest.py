@@ -5,9 +5,9 @@ Two rules, both working only with what the analysis measured (a sparsity is neve
 * **drop budget** (``max_drop``): per weight, the largest measured sparsity whose top-1 drop — and the drop
   at every lower measured sparsity — stays within ``max_drop`` points. Requiring the whole prefix to stay
   within budget keeps a noisy dip at one sparsity from being mistaken for a safe level.
-* **MAC target** (``target_macs``, a fraction of the dense MACs to keep): among those within-budget levels,
-  the set with the least summed top-1 drop whose thinned network reaches the target. The sum is over
-  independently measured drops (the usual sensitivity-pruning estimate; drops below zero count as zero).
+* **MAC target** (``target_macs``, a fraction of the dense MACs to keep): among the within-budget levels
+  (every measured level when no ``max_drop`` is given), the set with the least summed top-1 drop whose
+  thinned network reaches the target. The sum is over independently measured drops (the usual sensitivity-pruning estimate; drops below zero count as zero).
   It is solved exactly, as a multiple-choice knapsack by dynamic programming over the drop in 0.001-point
   steps, with each level's MAC saving from Distiller's per-layer formula: a conv's MACs fall with its kept
   filters, and every layer reading those channels (the next conv, depthwise convs, a Linear after flatten)
@@ -86,7 +86,7 @@ class Suggestion:
     excluded: dict[str, str]
     before: ModelSummary
     after: ModelSummary
-    max_drop: float
+    max_drop: float | None
     target_macs: float | None = None
 
     @property
@@ -288,11 +288,20 @@ def _load_results(csv_path: Path) -> tuple[Results, dict[str, float] | None]:
     return results, state.get("baseline")
 
 
-def suggest_schedule(csv_path: str | Path, model_spec: str, *, max_drop: float, target_macs: float | None = None,
-                     round_to: int | None = None, arch: str | None = None) -> Suggestion:
-    """Choose per-weight filter sparsities from ``csv_path`` for MODEL and render the schedule (not written)."""
-    if not max_drop >= 0:
+def suggest_schedule(csv_path: str | Path, model_spec: str, *, max_drop: float | None = None,
+                     target_macs: float | None = None, round_to: int | None = None,
+                     arch: str | None = None) -> Suggestion:
+    """Choose per-weight filter sparsities from ``csv_path`` for MODEL and render the schedule (not written).
+
+    ``max_drop`` None (only a MAC target) lets every measured sparsity of a weight compete.
+    """
+    if max_drop is None and target_macs is None:
+        raise ConfigError("Give --max-drop (a top-1 drop cap per weight), --target-macs (a fraction of the dense "
+                          "MACs to keep), or both.", hint="For example --max-drop 2, or --target-macs 0.7.")
+    if max_drop is not None and not max_drop >= 0:
         raise ConfigError(f"--max-drop must be a number of top-1 points >= 0, got {max_drop!r}.")
+    cap = math.inf if max_drop is None else max_drop
+    budget = "" if max_drop is None else f" within a top-1 drop of {max_drop:g} points per weight"
     if target_macs is not None and not 0 < target_macs <= 1:
         raise ConfigError(f"--target-macs is the fraction of the dense MACs to keep, in (0, 1]; got {target_macs!r}.",
                           hint="For example --target-macs 0.7 keeps at most 70 % of the MACs.")
@@ -314,10 +323,10 @@ def suggest_schedule(csv_path: str | Path, model_spec: str, *, max_drop: float, 
     plans = []
     for weight in eligible:
         n = params[weight].shape[0]
-        levels = within_budget(results[weight], baseline_top1(weight, results[weight], dense), n, max_drop, round_to)
+        levels = within_budget(results[weight], baseline_top1(weight, results[weight], dense), n, cap, round_to)
         plans.append(LayerPlan(weight, n, macs_per_filter(graph, before, weight.removesuffix(".weight")), levels))
     if not any(plan.levels for plan in plans):
-        raise ConfigError(f"No weight can lose a filter within a top-1 drop of {max_drop} points"
+        raise ConfigError(f"No weight can lose a filter{budget}"
                           + (f" ({len(excluded)} residual-coupled or unprunable weights are excluded)." if excluded
                              else "."),
                           hint="Raise --max-drop, or measure finer sparsities (the first level that prunes a filter "
@@ -336,8 +345,8 @@ def suggest_schedule(csv_path: str | Path, model_spec: str, *, max_drop: float, 
         target = math.floor(target_macs * before.macs)
         if after.macs > target:
             raise ConfigError(
-                f"The MAC target {target_macs:g} of the dense {before.macs:,} MACs ({target:,}) cannot be reached "
-                f"within a top-1 drop of {max_drop:g} points per weight: the most this analysis allows leaves "
+                f"The MAC target {target_macs:g} of the dense {before.macs:,} MACs ({target:,}) cannot be reached"
+                f"{budget}: the most this analysis allows leaves "
                 f"{after.macs:,} MACs ({after.macs / before.macs:.3f} of dense).",
                 hint=f"Aim for --target-macs {math.ceil(after.macs / before.macs * 1000) / 1000:g} or more, raise "
                      "--max-drop, or measure higher sparsities.")
@@ -371,13 +380,14 @@ def _meet_target(plans: Sequence[LayerPlan], model: nn.Module, render: Callable[
     return None
 
 
-def _header(csv_path: Path, model_spec: str, max_drop: float, target_macs: float | None,
+def _header(csv_path: Path, model_spec: str, max_drop: float | None, target_macs: float | None,
             plans: Sequence[LayerPlan], excluded: dict[str, str],
             counts: tuple[ModelSummary, ModelSummary] | None) -> list[str]:
     """The YAML's comment block: where it came from, the rule, the counted result, what was left alone."""
     lines = [f"Suggested by `edgeprune schedule suggest` from {csv_path} for {model_spec}.",
-             f"Rule: per weight, the largest measured sparsity whose top-1 drop (and every lower one's) is <= "
-             f"{max_drop:g} points."]
+             "Rule: any measured sparsity of a weight may be chosen (no per-weight drop cap)." if max_drop is None
+             else f"Rule: per weight, the largest measured sparsity whose top-1 drop (and every lower one's) is <= "
+                  f"{max_drop:g} points."]
     if target_macs is not None:
         lines.append(f"MAC target: <= {target_macs:g} of the dense MACs, with the least summed top-1 drop.")
     if counts is not None:
