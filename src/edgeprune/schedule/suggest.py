@@ -7,7 +7,8 @@ Two rules, both working only with what the analysis measured (a sparsity is neve
   within budget keeps a noisy dip at one sparsity from being mistaken for a safe level.
 * **MAC target** (``target_macs``, a fraction of the dense MACs to keep): among the within-budget levels
   (every measured level when no ``max_drop`` is given), the set with the least summed top-1 drop whose
-  thinned network reaches the target. The sum is over independently measured drops (the usual sensitivity-pruning estimate; drops below zero count as zero).
+  thinned network reaches the target. The sum is over independently measured drops (the usual
+  sensitivity-pruning estimate; drops below zero count as zero).
   It is solved exactly, as a multiple-choice knapsack by dynamic programming over the drop in 0.001-point
   steps, with each level's MAC saving from Distiller's per-layer formula: a conv's MACs fall with its kept
   filters, and every layer reading those channels (the next conv, depthwise convs, a Linear after flatten)
