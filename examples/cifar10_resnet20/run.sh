@@ -6,7 +6,8 @@
 #   examples/cifar10_resnet20/run.sh            # EPOCHS=5, runs/cifar10_resnet20, then RESULTS.md here
 #
 # Every step resumes: rerun the same command after an interruption. Environment overrides: MODEL (a trained
-# resnet20_cifar checkpoint), DATA (CIFAR-10 as a .tar.gz / directory), EPOCHS, LR, RUNS (work directory).
+# resnet20_cifar checkpoint), DATA (CIFAR-10 as a .tar.gz / directory), EPOCHS, LR, RUNS (work directory),
+# OUT (where RESULTS.md, results.json and results/ go), DEVICE (auto | cpu | cuda; training only).
 set -euo pipefail
 HERE=examples/cifar10_resnet20
 MODEL=${MODEL:-../shared/models/resnet20_cifar10_jpeg.pth}
@@ -14,6 +15,8 @@ DATA=${DATA:-../shared/data/cifar10-jpeg.tar.gz}
 EPOCHS=${EPOCHS:-5}
 LR=${LR:-0.02}
 RUNS=${RUNS:-runs/cifar10_resnet20}
+OUT=${OUT:-$HERE}
+DEVICE=${DEVICE:-auto}
 EDGEPRUNE=${EDGEPRUNE:-.venv/bin/edgeprune}
 PYTHON=${PYTHON:-.venv/bin/python}
 mkdir -p "$RUNS"
@@ -32,8 +35,8 @@ declare -A SCHEDULES=([agp]="$HERE/agp_5epochs.yaml" [agp4]="$HERE/agp4_5epochs.
                       [suggested]="$RUNS/suggested.yaml")
 for name in agp4 suggested agp; do
     "$EDGEPRUNE" train "$MODEL" --data "$DATA" --schedule "${SCHEDULES[$name]}" --epochs "$EPOCHS" \
-        --lr "$LR" --weight-decay 1e-4 -o "$RUNS/$name"
+        --lr "$LR" --weight-decay 1e-4 --device "$DEVICE" -o "$RUNS/$name"
 done
 
 # 4. Export each retrained network (and the dense one), measure them interleaved, write RESULTS.md.
-"$PYTHON" "$HERE/results.py" --model "$MODEL" --data "$DATA" --runs "$RUNS" --out "$HERE"
+"$PYTHON" "$HERE/results.py" --model "$MODEL" --data "$DATA" --runs "$RUNS" --out "$OUT"
