@@ -7,6 +7,7 @@ threshold selection (``mags > bottomk[-1]``) under which every structure tied at
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 
@@ -185,9 +186,12 @@ def block_count(param: torch.Tensor, block_shape: Sequence[int]) -> int:
 # Distiller's public ranking entry points (used by its tests and by sensitivity analysis).
 
 
-def _rank_and_prune(group_type: str, fraction: float, param: torch.Tensor, param_name: str | None,
-                    zeros_mask_dict: MasksDict | None, magnitude_fn: NamedNorm, noise: float, group_size: int,
-                    rounding_fn: RoundingFn) -> torch.Tensor | None:
+def rank_and_prune(group_type: str, fraction: float, param: torch.Tensor, param_name: str | None = None,
+                   zeros_mask_dict: MasksDict | None = None, magnitude_fn: NamedNorm = l1_norm, noise: float = 0.0,
+                   group_size: int = 1, rounding_fn: RoundingFn = math.floor) -> torch.Tensor | None:
+    """Rank ``group_type`` structures of ``param`` and, given a masks dict, set ``param_name``'s mask; returns
+    the binary map (None: nothing to prune). Distiller's "Rows" of a Linear weight are its input *columns*
+    (rows of Wᵀ); see reference §2.3."""
     binary_map = rank_structures(param, group_type, fraction, magnitude_fn, noise, group_size, rounding_fn)
     if binary_map is not None and zeros_mask_dict is not None and param_name is not None:
         expand_as = "Cols" if group_type == "Rows" else group_type
@@ -195,31 +199,10 @@ def _rank_and_prune(group_type: str, fraction: float, param: torch.Tensor, param
     return binary_map
 
 
-def rank_and_prune_filters(fraction: float, param: torch.Tensor, param_name: str | None = None,
-                           zeros_mask_dict: MasksDict | None = None, magnitude_fn: NamedNorm = l1_norm,
-                           noise: float = 0.0, group_size: int = 1,
-                           rounding_fn: RoundingFn = math.floor) -> torch.Tensor | None:
-    """Rank filters and, given a masks dict, set ``param_name``'s mask; returns the binary map (or None)."""
-    return _rank_and_prune("Filters", fraction, param, param_name, zeros_mask_dict, magnitude_fn, noise,
-                           group_size, rounding_fn)
-
-
-def rank_and_prune_channels(fraction: float, param: torch.Tensor, param_name: str | None = None,
-                            zeros_mask_dict: MasksDict | None = None, magnitude_fn: NamedNorm = l1_norm,
-                            noise: float = 0.0, group_size: int = 1,
-                            rounding_fn: RoundingFn = math.floor) -> torch.Tensor | None:
-    """Rank input channels (columns of a 2D weight) and optionally set the mask; returns the binary map."""
-    return _rank_and_prune("Channels", fraction, param, param_name, zeros_mask_dict, magnitude_fn, noise,
-                           group_size, rounding_fn)
-
-
-def rank_and_prune_rows(fraction: float, param: torch.Tensor, param_name: str | None = None,
-                        zeros_mask_dict: MasksDict | None = None, magnitude_fn: NamedNorm = l1_norm,
-                        noise: float = 0.0, group_size: int = 1,
-                        rounding_fn: RoundingFn = math.floor) -> torch.Tensor | None:
-    """Distiller's "Rows" of a Linear weight: its input *columns* (rows of Wᵀ); see reference §2.3."""
-    return _rank_and_prune("Rows", fraction, param, param_name, zeros_mask_dict, magnitude_fn, noise,
-                           group_size, rounding_fn)
+# Distiller's names: rank_and_prune_filters(fraction, param, param_name=None, zeros_mask_dict=None, ...).
+rank_and_prune_filters = functools.partial(rank_and_prune, "Filters")
+rank_and_prune_channels = functools.partial(rank_and_prune, "Channels")
+rank_and_prune_rows = functools.partial(rank_and_prune, "Rows")
 
 
 # --------------------------------------------------------------------------------------------------------------
