@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from edgeprune.report.run_report import report_rows
 from edgeprune.schedule.oneshot import prune_model
 from edgeprune.train import TrainConfig
 from edgeprune.train.run import evaluate_model, train_model
@@ -102,3 +103,14 @@ def test_no_report_without_a_schedule_and_a_clear_error_for_other_directories(tm
     result = run_cli("report", str(tmp_path / "plain"))
     assert result.returncode == 2 and "report.json" in result.stderr and "--schedule" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_gradual_schedule_labels_its_first_pruning_step_as_such() -> None:
+    metrics = {"top1": 80.0, "top5": 99.0, "loss": 0.5}
+    report = {"before_pruning": metrics, "after_pruning": {"epoch": 0, **metrics}, "epochs": [],
+              "events": [{"epoch": e, "kind": "prune", "name": "p"} for e in (0, 2, 4)]
+              + [{"epoch": 4, "kind": "thin", "name": "t"}]}
+    stages = [r[0] for r in report_rows(report)]
+    assert stages[1] == "after the first pruning step, before retraining (more at epochs 2, 4)"
+    report["events"] = report["events"][:1]
+    assert report_rows(report)[1][0] == "after pruning + thinning, before retraining"

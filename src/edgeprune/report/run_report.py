@@ -126,7 +126,11 @@ def report_rows(report: dict[str, Any]) -> list[list[str]]:
     rows = [row("before pruning", None, report.get("before_pruning"))]
     after = report.get("after_pruning")
     if after is not None:
-        rows.append(row("after pruning + thinning, before retraining", after["epoch"], after))
+        later = sorted({e["epoch"] for e in report.get("events", []) if e["epoch"] > after["epoch"]})
+        stage = ("after pruning + thinning, before retraining" if not later else
+                 f"after the first pruning step, before retraining (more at epoch{'s' * (len(later) > 1)} "
+                 f"{', '.join(map(str, later))})")
+        rows.append(row(stage, after["epoch"], after))
     rows += [row(f"after epoch {e['epoch']}", e["epoch"], e) for e in report.get("epochs", [])]
     if report.get("final"):
         rows.append(row("final", report["final"]["epoch"], report["final"]))
