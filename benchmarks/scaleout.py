@@ -7,7 +7,8 @@ sparsities, thinning, one fine-tuning epoch, a parity-checked ONNX export (torch
 Runtime benchmark on the consumer.
 
 Throughput comes from the study's own timestamps, first trial started to last trial completed, so process
-start-up (imports: seconds each) is not counted — this is the steady pipeline. Goal: at least 0.8x linear
+start-up (imports: seconds each) is not counted — this is the steady pipeline. The consumer's busy time
+includes its one benchmark of the dense reference model, taken just before the first trial's. Goal: at least 0.8x linear
 scaling until the consumer saturates. Each producer trains with one thread by default (``--threads``), so
 P = 1 is one trial's worth of work and P = N asks for N cores: producers and the consumer share this
 machine's cores, and once P reaches the core count they only slice the same cores — scaling stops for that

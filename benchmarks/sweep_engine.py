@@ -2,8 +2,9 @@
 
 Every trial is real: resnet20_cifar pre-trained on the built-in digits, the filters of each stage's block
 convs pruned to three searched sparsities (continuous, 0-0.9), thinned, fine-tuned, exported to ONNX and
-measured with ONNX Runtime. Both searches maximise top-1 and minimise measured latency. Their trials are
-interleaved one by one, so load on a shared machine hits both alike.
+measured with ONNX Runtime, each through the local agents as `edgeprune sweep` runs it (one producer, one
+consumer). Both searches maximise top-1 and minimise measured latency. Their trials are interleaved one by
+one, so load on a shared machine hits both alike.
 
 The score is the hypervolume each search's Pareto front dominates (higher is better), for (top-1, latency)
 and for (top-1, MACs) — MACs are exact, so that front is free of timing noise. Reference point: top-1 = 10 %
@@ -25,10 +26,11 @@ import torch
 from optuna.trial import TrialState
 from rich.console import Console
 
+from edgeprune.agents.local import run_local
 from edgeprune.sweep.analysis import hypervolume_2d, pareto_mask
-from edgeprune.sweep.config import SweepConfig, parse_sweep
+from edgeprune.sweep.config import SweepConfig, load_sweep
 from edgeprune.sweep.engine import SweepStudy
-from edgeprune.sweep.runner import SweepRunner, prepare_base
+from edgeprune.sweep.prepare import prepare_base
 from edgeprune.sweep.storage import default_url
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "sweeps"
@@ -83,20 +85,23 @@ def main() -> None:
     methods = args.methods.split(",")
     start = time.perf_counter()
 
-    def config(method: str, model: str, pretrain: int = 0) -> SweepConfig:
+    def config(method: str, model: str, pretrain: int = 0) -> tuple[Path, SweepConfig]:
         kind, sampler = METHODS[method]
-        text = SWEEP.format(name=f"bench-{method}-s{args.seed}", method=kind, sampler=sampler, seed=args.seed,
-                            model=model, pretrain=pretrain, template=template, epochs=args.retrain_epochs)
-        return parse_sweep(text, str(run_dir / f"{method}.yaml"))
+        path = run_dir / f"{method}.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(SWEEP.format(name=f"bench-{method}-s{args.seed}", method=kind, sampler=sampler,
+                                     seed=args.seed, model=model, pretrain=pretrain, template=template,
+                                     epochs=args.retrain_epochs))
+        return path, load_sweep(path)
 
-    base = prepare_base(config(methods[0], "resnet20_cifar", args.pretrain_epochs), run_dir, console)
+    base = prepare_base(config(methods[0], "resnet20_cifar", args.pretrain_epochs)[1], run_dir, console)
     configs = {m: config(m, base) for m in methods}
     for _ in range(args.trials):  # interleaved: one trial of each search in turn
-        for method, cfg in configs.items():
-            SweepRunner(cfg, run_dir / method, max_trials=1, console=console).run()
+        for method, (path, _) in configs.items():
+            run_local(path, run_dir / method, trials=1, console=console)
 
     results: dict[str, list[dict]] = {}
-    for method, cfg in configs.items():
+    for method, (_, cfg) in configs.items():
         study = SweepStudy(cfg, default_url(run_dir / method))
         results[method] = [{"trial": t.number, **t.user_attrs["config"], **t.user_attrs["metrics"]}
                            for t in study.trials(TrialState.COMPLETE)]

@@ -283,6 +283,9 @@ def test_a_producer_killed_mid_trial_has_its_trial_failed_and_retried(agents: Ag
     assert producer.run() == 1
     assert agents.consumer().run(max_jobs=1).outcomes == {"measured": 1}
     failed, retried = study.trials()
+    baseline = study.study.user_attrs["baseline"]  # the dense model: accuracy from the producer, latency measured
+    assert baseline["top1"] > 0 and baseline["latency_ms"] > 0  # by the consumer before the trial, as the trial
+    assert (tmp_path / "consumer" / "measured" / producer.sweep / "dense" / "bench.json").is_file()
     assert failed.state == TrialState.FAIL and failed.user_attrs["abandoned"]
     assert f":{proc.pid} is no longer running" in failed.user_attrs["error"]
     assert retried.state == TrialState.COMPLETE and retried.params == failed.params

@@ -1,4 +1,5 @@
-"""The study engine: stop conditions, importance after every result, reclaiming dead runners' trials, storage errors.
+"""The study engine: stop conditions, importance after every result, reclaiming dead runners' trials (never those
+handed to a queue), run_cap held by processes asking at once, processes opening a fresh study at once, storage errors.
 
 The "metric" here is a formula of the parameters: these tests check the mapping onto Optuna, not pruning.
 """
@@ -9,6 +10,8 @@ import os
 import socket
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import optuna
@@ -17,7 +20,7 @@ from optuna.trial import TrialState
 
 from edgeprune.sweep.analysis import hypervolume_2d, pareto_mask, pearson
 from edgeprune.sweep.config import HyperbandSpec, parse_sweep
-from edgeprune.sweep.engine import StudyMismatchError, SweepStudy
+from edgeprune.sweep.engine import QUEUED_ATTR, StudyMismatchError, SweepStudy
 from edgeprune.sweep.hyperband import should_stop
 from edgeprune.sweep.storage import StorageError, open_storage, redact
 
@@ -105,6 +108,106 @@ def test_live_lease_is_left_alone(tmp_path) -> None:
     asked = study.ask()
     asked.trial.set_user_attr("lease", {"owner": f"{socket.gethostname()}:{os.getppid()}", "expires": 4e9})
     assert study.reclaim_stale() == []
+
+
+def test_trials_handed_to_a_queue_are_never_reclaimed(tmp_path) -> None:
+    """A handed-off trial's lease is no longer renewed: expired, or owned by a dead producer, it stays RUNNING."""
+    study = SweepStudy(sweep("random", "  x: {min: 0.0, max: 1.0}\n"), f"sqlite:///{tmp_path / 'study.db'}")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    leases = {"dead": {"owner": f"{socket.gethostname()}:{dead.pid}", "expires": 4e9},
+              "expired": {"owner": "elsewhere:1", "expires": time.time() - 1}}
+    trials = {(lease, handed): study.ask() for lease in leases for handed in (True, False)}
+    for (lease, handed), asked in trials.items():
+        asked.trial.set_user_attr("lease", leases[lease])
+        if handed:
+            asked.trial.set_user_attr(QUEUED_ATTR, {"message_id": str(asked.number), "at": time.time()})
+    assert study.reclaim_stale() == [trials["dead", False].number, trials["expired", False].number]
+    assert [study.trials()[trials[lease, True].number].state for lease in leases] == [TrialState.RUNNING] * 2
+
+
+def test_a_trial_asked_beyond_the_cap_is_deferred_with_its_values(tmp_path) -> None:
+    """Two processes at the cap both asked: the later trial goes back to WAITING, and runs first once a slot
+    opens (here: a runner died), with the values it was asked with."""
+    cfg = parse_sweep("name: s\nmethod: random\nrun_cap: 2\nmetric: {name: score}\nprogram: t.py\n"
+                      "parameters:\n  x: {min: 0.0, max: 1.0}\n", "s.yaml")
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    mine, theirs = SweepStudy(cfg, url), SweepStudy(cfg, url)
+    first, second = mine.ask(), theirs.ask()
+    assert mine.ask() is None  # asked before it saw the cap reached
+    [deferred] = mine.trials(TrialState.WAITING)
+    assert "run_cap 2 was filled" in deferred.user_attrs["deferred"] and mine.counted() == 2
+    mine.abandon(second.number, "abandoned: its runner died")
+    again = theirs.ask()
+    assert again.number == deferred.number and again.values["x"] == deferred.params["x"]
+    assert mine.ask() is None and mine.counted() == 2  # the retry of the dead runner's trial waits now
+    assert mine.stop_reason() == "run_cap 2 reached" and first.number == 0
+
+
+BARRIER = """\
+go = pathlib.Path(sys.argv[1])
+pathlib.Path(f"{go}.{os.getpid()}").touch()
+while not go.exists():
+    time.sleep(0.002)
+"""
+PRELUDE = """\
+import os, pathlib, sys, time
+from edgeprune.sweep.config import parse_sweep
+from edgeprune.sweep.engine import SweepStudy
+cfg = parse_sweep(sys.argv[3], "s.yaml")
+"""
+ASKER = PRELUDE + "study = SweepStudy(cfg, sys.argv[2])\n" + BARRIER + """\
+asked = 0
+while study.stop_reason() is None:
+    asked += study.ask() is not None
+print(asked)
+"""
+OPENER = PRELUDE + BARRIER + "SweepStudy(cfg, sys.argv[2]).ask()\n"
+
+
+def together(script: str, go: Path, *args: str, n: int = 3) -> list[tuple[int, str, str]]:
+    """Run ``n`` processes of ``script``, released by its barrier at the same moment once all of them are ready
+    (imports done); returns each one's exit code, stdout and stderr."""
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(go), *args], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(n)]
+    deadline = time.monotonic() + 120
+    while len(list(go.parent.glob(f"{go.name}.*"))) < n and time.monotonic() < deadline:
+        time.sleep(0.05)
+    go.touch()
+    outputs = [p.communicate(timeout=120) for p in procs]
+    return [(p.returncode, out, err) for p, (out, err) in zip(procs, outputs, strict=True)]
+
+
+SMALL = "name: s\nmethod: random\nmetric: {name: score}\nprogram: t.py\nparameters:\n  x: {min: 0.0, max: 1.0}\n"
+
+
+def test_processes_asking_at_once_never_exceed_the_cap(tmp_path) -> None:
+    """Three processes ask as fast as they can until the study says stop: check-then-ask alone lets up to two
+    trials past run_cap; with the deferral exactly run_cap trials run, and the extra ones wait."""
+    text = SMALL.replace("method: random", "method: random\nrun_cap: 5")
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    study = SweepStudy(parse_sweep(text, "s.yaml"), url)
+    results = together(ASKER, tmp_path / "go", url, text)
+    assert [code for code, _, _ in results] == [0] * 3, [err[-1500:] for _, _, err in results]
+    assert sum(int(out) for _, out, _ in results) == 5
+    assert study.counted() == 5 and len(study.trials(TrialState.RUNNING)) == 5
+
+
+def test_a_limit_for_this_run_caps_below_run_cap(tmp_path) -> None:
+    cfg = sweep("random", "  x: {min: 0.0, max: 1.0}\n")
+    study = SweepStudy(cfg, f"sqlite:///{tmp_path / 'study.db'}")
+    run(study, limit=2)
+    study.limit = study.counted() + 3
+    assert len(run(study)) == 3 and study.stop_reason() == "this run's limit of 5 trials reached"
+
+
+def test_processes_opening_a_fresh_sqlite_study_at_once_all_succeed(tmp_path) -> None:
+    """Optuna creates its tables and stamps their version without a lock: without the retry, some of three
+    processes opening a new study.db together fail with 'table ... already exists' or a UNIQUE constraint."""
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    results = together(OPENER, tmp_path / "go", url, SMALL)
+    assert [code for code, _, _ in results] == [0] * 3, [err[-1500:] for _, _, err in results]
+    assert len(SweepStudy(parse_sweep(SMALL, "s.yaml"), url).trials()) == 3
 
 
 def test_resuming_with_a_changed_sweep_is_refused(tmp_path) -> None:

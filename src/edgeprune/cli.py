@@ -282,8 +282,9 @@ def schedule_check(
 def schedule_suggest(
     csv: Annotated[Path, typer.Argument(help="sensitivity.csv of a filter-wise `edgeprune sensitivity` run.")],
     model: Annotated[str, typer.Option("--model", "-m", help="The model the analysis was made on.")],
-    max_drop: Annotated[float, typer.Option(help="Largest top-1 drop (points) allowed for any one weight.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Schedule YAML to write.")],
+    max_drop: Annotated[float | None, typer.Option(help="Largest top-1 drop (points) allowed for any one weight "
+                                                        "(give it, --target-macs, or both).")] = None,
     target_macs: Annotated[float | None, typer.Option(
         help="Keep at most this fraction of the dense MACs, with the least summed top-1 drop.")] = None,
     round_to: Annotated[int | None, typer.Option(help="Keep a multiple of N filters in every pruned layer.")] = None,
@@ -422,13 +423,21 @@ def sweep_cmd(
     storage: Annotated[str | None, typer.Option("--storage", help="Study storage URL (default sqlite:///RUN_DIR/"
                                                 "study.db); postgresql://... or redis://... to share it.")] = None,
     trials: Annotated[int | None, typer.Option("--trials", "-n", help="Start at most N trials this time.")] = None,
-    workers: Annotated[int, typer.Option("--workers", "-w", help="Trials trained at once on this machine.")] = 1,
+    producers: Annotated[int, typer.Option("--producers", "-p", "--workers", "-w", min=1,
+                                           help="Trials produced at once: producer processes of a pipeline sweep, "
+                                                "trial processes of a program sweep.")] = 1,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Run directory (default "
                                                                        "runs/sweeps/NAME).")] = None,
     name: Annotated[str | None, typer.Option("--study", help="With 'status': the study, if the storage holds "
                                                              "several.")] = None,
 ) -> None:
-    """Run a sweep on this machine (rerun to resume), or show one: `edgeprune sweep status RUN_DIR`."""
+    """Run a sweep on this machine (rerun to resume), or show one: `edgeprune sweep status RUN_DIR`.
+
+    A pipeline sweep (model + schedule_template) runs as agents over an embedded SQLite queue: N producer
+    processes prune, retrain and export, one consumer benchmarks and tells the study (`edgeprune agent` runs
+    the same agents across machines). A program sweep (program/command, a `wandb agent` script) runs in the
+    embedded runner instead: a program is one process that cannot be split into producing and measuring.
+    """
     if target == "status":
         if study is None:
             raise typer.BadParameter("give the sweep's run directory, study.db or storage URL after 'status'")
@@ -439,19 +448,34 @@ def sweep_cmd(
     if study is not None:
         raise typer.BadParameter(f"unexpected argument {study!r} (only 'status' takes one)")
     from edgeprune.sweep.config import load_sweep
-    from edgeprune.sweep.runner import SweepRunner
+    from edgeprune.sweep.storage import redact
 
     cfg = load_sweep(target)
     run_dir = output or Path("runs/sweeps") / cfg.study_name
     try:
-        result = SweepRunner(cfg, run_dir, storage_url=storage, workers=workers, max_trials=trials, console=err).run()
+        if cfg.is_program:
+            from edgeprune.sweep.runner import SweepRunner
+
+            result = SweepRunner(cfg, run_dir, storage_url=storage, workers=producers, max_trials=trials,
+                                 console=err).run()
+            failed: list[str] = []
+        else:
+            from edgeprune.agents.local import run_local
+
+            result = run_local(target, run_dir, producers=producers, storage_url=storage, trials=trials, console=err)
+            failed = result.failed_agents
     except KeyboardInterrupt:
         err.print("interrupted: running trials are queued again; run the same command to continue")
         raise typer.Exit(130) from None
     counts = ", ".join(f"{n} {s}" for s, n in result.counts.items() if n)
-    out.print(f"{result.study_name}: {counts} ({result.stop_reason})")
-    out.print(f"status: edgeprune sweep status {run_dir}    report: edgeprune report {run_dir} -o "
+    out.print(f"{result.study_name}: {counts or 'no trials'} ({result.stop_reason})")
+    where = run_dir if storage is None else f"{redact(storage)} --study {cfg.study_name}"
+    out.print(f"status: edgeprune sweep status {where}    report: edgeprune report {where} -o "
               f"{run_dir / 'report.html'}")
+    for agent in failed:
+        err.print(f"[yellow]warning:[/] {escape(agent)}", highlight=False)
+    if failed:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -511,6 +535,8 @@ def agent_producer(
     work_dir: WorkDirOpt = None,
     max_trials: Annotated[int | None, typer.Option("--max-trials", help="Stop after producing N trials.")] = None,
     max_queued: Annotated[int, typer.Option("--max-queued", help="Ask no trial while N jobs wait unmeasured.")] = 4,
+    stop_at: Annotated[int | None, typer.Option("--stop-at", help="Ask no trial once the study counts N trials "
+                                                                  "(a run_cap for this run).")] = None,
     threads: Annotated[int | None, typer.Option(help="Training threads (default: all usable CPUs).")] = None,
     name: AgentNameOpt = None,
 ) -> None:
@@ -523,9 +549,12 @@ def agent_producer(
     q = get_queue(queue)
     cfg = resolve_sweep(sweep, q, work_dir or DEFAULT_DIR)
     producer = Producer(cfg, _agent_storage(storage), q, get_artifact_store(artifacts), work_dir=work_dir, name=name,
-                        threads=threads, max_trials=max_trials, max_queued=max_queued, console=err)
+                        threads=threads, max_trials=max_trials, max_queued=max_queued, stop_at=stop_at, console=err)
+    from edgeprune.sweep.progress import sigterm_as_interrupt
+
     try:
-        produced = producer.run()
+        with sigterm_as_interrupt():
+            produced = producer.run()
     except KeyboardInterrupt:
         err.print("interrupted: the trial being produced is queued again")
         raise typer.Exit(130) from None
@@ -568,8 +597,11 @@ def agent_consumer(
                         name=name, sweeps=sweep, artifacts=get_artifact_store(artifacts), work_dir=work_dir,
                         bench={k: v for k, v in bench.items() if v is not None}, max_deliveries=max_deliveries,
                         retry_delay_s=retry_delay, console=err)
+    from edgeprune.sweep.progress import sigterm_as_interrupt
+
     try:
-        result = consumer.run(max_jobs=max_jobs, exit_when_done=exit_when_done)
+        with sigterm_as_interrupt():
+            result = consumer.run(max_jobs=max_jobs, exit_when_done=exit_when_done)
     except KeyboardInterrupt:
         err.print("interrupted: the job being measured goes back to the queue")
         raise typer.Exit(130) from None

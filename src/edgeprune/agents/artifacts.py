@@ -46,9 +46,11 @@ class ArtifactRef(BaseModel):
         return urlsplit(self.uri).scheme
 
 
-def artifact_name(sweep: str, trial: int, sha256: str, suffix: str) -> str:
-    """``SWEEP/0007-1a2b3c4d5e6f.onnx``: per sweep, per trial, and never the same name for different bytes."""
-    return f"{safe_name(sweep)}/{trial:04d}-{sha256[:12]}{suffix}"
+def artifact_name(sweep: str, trial: int | str, sha256: str, suffix: str) -> str:
+    """``SWEEP/0007-1a2b3c4d5e6f.onnx``: per sweep, per trial (or ``dense``, the reference model), and never the
+    same name for different bytes."""
+    label = f"{trial:04d}" if isinstance(trial, int) else safe_name(trial)
+    return f"{safe_name(sweep)}/{label}-{sha256[:12]}{suffix}"
 
 
 class ArtifactStore(abc.ABC):
@@ -57,8 +59,8 @@ class ArtifactStore(abc.ABC):
     schemes: tuple[str, ...]
 
     @abc.abstractmethod
-    def put(self, path: Path, sweep: str, trial: int) -> ArtifactRef:
-        """Store the file at ``path`` for trial ``trial`` of ``sweep``."""
+    def put(self, path: Path, sweep: str, trial: int | str) -> ArtifactRef:
+        """Store the file at ``path`` for trial ``trial`` of ``sweep`` (a name for what is not a trial)."""
 
     @abc.abstractmethod
     def _download(self, ref: ArtifactRef, dest: Path) -> None:
@@ -89,7 +91,7 @@ class DirectoryStore(ArtifactStore):
     def __init__(self, root: str | Path = DEFAULT_ARTIFACTS) -> None:
         self.root = Path(root).expanduser().resolve()
 
-    def put(self, path: Path, sweep: str, trial: int) -> ArtifactRef:
+    def put(self, path: Path, sweep: str, trial: int | str) -> ArtifactRef:
         sha256 = sha256_file(path)
         dest = self.root / artifact_name(sweep, trial, sha256, path.suffix)
         with atomic_path(dest) as tmp:

@@ -13,6 +13,9 @@ Idempotence, so a job delivered twice gives one result:
   finished" (:func:`edgeprune.agents.trials.finish_once`);
 * the acknowledgement comes only after the tell, so a crash anywhere before it redelivers the job.
 
+Before the first trial of a sweep it measures the dense model the producers stored, with the same settings,
+so the study's ``baseline`` latency compares with the trials' (:mod:`edgeprune.agents.baseline`).
+
 A failed attempt (the artifact fails verification, the benchmark raises) releases the job for another try
 after ``retry_delay_s``; after ``max_deliveries`` attempts — counting deliveries to consumers that died —
 the job is dead-lettered with the reason and its trial failed, so it never stays RUNNING.
@@ -32,6 +35,7 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from edgeprune.agents.artifacts import ArtifactStore, StoreResolver, get_artifact_store
+from edgeprune.agents.baseline import measure_baseline, needs_latency
 from edgeprune.agents.janitor import janitor_pass
 from edgeprune.agents.messages import AgentJob
 from edgeprune.agents.producer import default_name
@@ -100,6 +104,7 @@ class Consumer:
         self._sweeps_at = self._janitor_at = 0.0
         self._recovered: set[str] = set()
         self._producers_seen: set[str] = set()
+        self._baseline_tried: set[str] = set()
 
     # ------------------------------------------------------------------------------------------- main
     def run(self, *, max_jobs: int | None = None, exit_when_done: bool = False) -> ConsumerStats:
@@ -188,6 +193,7 @@ class Consumer:
                                   f"result; last error: {delivery.last_error or 'none (its consumers stopped)'}")
             with every(self.queue.visibility_timeout_s / 3, lambda: self.queue.extend(delivery),
                        what="visibility extension", console=self.console):
+                self._baseline(study)
                 told = self._measure(study, message, delivery)
         except QueueUnavailableError:
             raise
@@ -216,7 +222,7 @@ class Consumer:
         local = self.work_dir / "measured" / safe_name(sweep) / f"{number:04d}"
         suffix = Path(message.job.artifact).suffix
         artifact = self.stores(message.artifact).fetch(message.artifact, local / f"model{suffix}")
-        settings = BenchmarkSettings.model_validate({**message.job.benchmark.model_dump(), **self.bench})
+        settings = self._settings(message.job.benchmark)
         job = message.job.model_copy(update={"artifact": str(artifact), "benchmark": settings})
         job.write(local / JOB_FILE)
         self.console.print(f"{sweep}: trial {number} measuring ({settings.backend} on {settings.device}), delivery "
@@ -227,6 +233,26 @@ class Consumer:
             shown = "  ".join(f"{o.name} {results[o.name]:.4g}" for o in study.cfg.directions)
             self.console.print(f"{sweep}: trial {number} [green]done[/]: {shown}")
         return told
+
+    def _settings(self, sweep_settings: BenchmarkSettings) -> BenchmarkSettings:
+        """The sweep's benchmark settings with this machine's (``--backend`` ...) over them."""
+        return BenchmarkSettings.model_validate({**sweep_settings.model_dump(), **self.bench})
+
+    def _baseline(self, study: SweepStudy) -> None:
+        """Measure the sweep's dense model once, before its trials; a failure is reported, never the job's."""
+        sweep = study.cfg.study_name
+        if sweep in self._baseline_tried or not needs_latency(study):
+            return
+        self._baseline_tried.add(sweep)
+        try:
+            baseline = measure_baseline(study, self.stores, self._settings(study.cfg.benchmark),
+                                        self.work_dir / "measured" / safe_name(sweep) / "dense")
+        except Exception as exc:
+            reason = exc.message if isinstance(exc, EdgepruneError) else f"{type(exc).__name__}: {exc}"
+            self.console.print(f"[yellow]warning:[/] {sweep}: the dense model could not be measured, so the "
+                               f"report shows no speed-up: {reason}", highlight=False)
+            return
+        self.console.print(f"{sweep}: dense model measured: latency_ms {baseline['latency_ms']:.4g}")
 
     def _dead(self, delivery: Delivery, study: SweepStudy | None, number: int, reason: str) -> str:
         self.queue.dead_letter(delivery, reason)

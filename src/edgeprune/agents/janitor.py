@@ -34,7 +34,7 @@ from edgeprune.agents.messages import QUEUED_ATTR
 from edgeprune.agents.queue import JobQueue
 from edgeprune.agents.sweeps import SweepStudies
 from edgeprune.agents.trials import finish_once
-from edgeprune.sweep.engine import LEASE_S, SweepStudy, _dead_here
+from edgeprune.sweep.engine import SweepStudy, lease_lost, lease_owner
 
 
 def orphan_reason(trial: FrozenTrial, queue: JobQueue, sweep: str, now: float) -> str | None:
@@ -44,14 +44,8 @@ def orphan_reason(trial: FrozenTrial, queue: JobQueue, sweep: str, now: float) -
         if queue.contains(sweep, handed["message_id"]):
             return None
         return f"abandoned: its job {handed['message_id']} is no longer in the queue {queue.url}"
-    lease = trial.user_attrs.get("lease") or {}
-    owner = str(lease.get("owner", "?"))
-    started = trial.datetime_start.timestamp() if trial.datetime_start else now
-    if float(lease.get("expires", started + LEASE_S)) < now:
-        return f"abandoned: its producer {owner} stopped renewing its lease"
-    if _dead_here(owner):
-        return f"abandoned: its producer {owner} is no longer running"
-    return None
+    lost = lease_lost(trial, now)
+    return None if lost is None else f"abandoned: its producer {lease_owner(trial)} {lost}"
 
 
 def reclaim(study: SweepStudy, queue: JobQueue) -> list[tuple[int, str]]:

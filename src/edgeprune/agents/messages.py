@@ -6,7 +6,8 @@ machine can read it without the producer's files.
 
 ``QUEUED_ATTR`` is the hand-off mark: once a producer has enqueued a trial's job it records the message id
 with the trial and stops renewing the trial's lease — from then on the queue, not the producer, keeps the
-trial alive, and the janitor asks the queue (not the lease) whether anybody still owns it.
+trial alive, and the janitor asks the queue (not the lease) whether anybody still owns it. It is defined by
+the study engine (:mod:`edgeprune.sweep.engine`), whose own reclaiming must leave handed-off trials alone.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict
 
 from edgeprune.agents.artifacts import ArtifactRef
+from edgeprune.sweep.engine import QUEUED_ATTR
 from edgeprune.sweep.job import TrialJob
 
-QUEUED_ATTR = "queued"
+__all__ = ["QUEUED_ATTR", "AgentJob"]
 
 
 class AgentJob(BaseModel):

@@ -6,10 +6,18 @@ that fails with an error is failed in the study and the producer goes on. While 
 background thread renews its lease and the producer's heartbeat; once its job is in the queue, the trial
 is marked as handed off (:data:`~edgeprune.agents.messages.QUEUED_ATTR`) and the queue owns it.
 
+Every retraining epoch's validation metrics are recorded with the trial as they come (``history``), so
+``early_terminate`` (WandB's hyperband) compares the trial with every other trial's history at the same
+step, exactly as the embedded runner does for program sweeps, and stops a hopeless one there: the trial is
+PRUNED and nothing is queued for it.
+
 Backpressure: no trial is asked while ``max_queued`` jobs of the sweep wait unmeasured — producing far
 ahead of the consumer wastes trials when the sweep stops (run_cap, target) and makes a Bayesian sampler
-ask without the latest results. The producer stops after ``max_trials`` trials, or once the study has a
-stop reason and none of its trials is RUNNING any more (a running one may still fail and be retried).
+ask without the latest results. The producer stops after ``max_trials`` trials, when the first
+``MAX_INITIAL_FAILURES`` trials it produced all failed (a broken sweep, as ``wandb agent`` judges it), or
+once the study has a stop reason and none of its trials is RUNNING any more (a running one may still fail
+and be retried). ``stop_at`` caps the trials of the whole study for this run, beside ``run_cap``
+(``edgeprune sweep --trials``).
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from optuna.trial import Trial, TrialState
 from rich.console import Console
 
 from edgeprune.agents.artifacts import ArtifactStore
+from edgeprune.agents.baseline import publish_baseline
 from edgeprune.agents.janitor import janitor_pass
 from edgeprune.agents.messages import QUEUED_ATTR, AgentJob
 from edgeprune.agents.queue import DEFAULT_DIR, JobQueue, QueueUnavailableError, safe_name
@@ -33,7 +42,7 @@ from edgeprune.agents.ticker import every
 from edgeprune.agents.trials import finish_once
 from edgeprune.errors import EdgepruneError
 from edgeprune.sweep.config import SweepConfig
-from edgeprune.sweep.engine import LEASE_S, AskedTrial, SweepStudy, make_sampler
+from edgeprune.sweep.engine import LEASE_S, MAX_INITIAL_FAILURES, AskedTrial, SweepStudy, make_sampler
 from edgeprune.sweep.job import TrialJob, TrialRequest
 
 POLL_S = 2.0
@@ -50,7 +59,8 @@ class Producer:
 
     def __init__(self, cfg: SweepConfig, storage_url: str, queue: JobQueue, artifacts: ArtifactStore, *,
                  work_dir: str | Path | None = None, name: str | None = None, threads: int | None = None,
-                 max_trials: int | None = None, max_queued: int = 4, console: Console | None = None) -> None:
+                 max_trials: int | None = None, max_queued: int = 4, stop_at: int | None = None,
+                 console: Console | None = None) -> None:
         from edgeprune.bench.devices import available_cpus
 
         self.cfg, self.queue, self.artifacts = cfg, queue, artifacts
@@ -60,9 +70,10 @@ class Producer:
         self.threads = threads or available_cpus()
         self.max_trials, self.max_queued = max_trials, max(1, max_queued)
         self.console = console or Console(stderr=True)
-        self.produced = 0
+        self.produced = self.initial_failures = 0
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.study = SweepStudy(cfg, storage_url)
+        self.study.limit = stop_at
         if cfg.method != "grid":  # producers started together would otherwise draw the same random points
             seed = cfg.seed + len(self.study.trials()) + zlib.crc32(self.name.encode())
             self.study.study.sampler = make_sampler(cfg, seed)
@@ -74,11 +85,13 @@ class Producer:
     # ------------------------------------------------------------------------------------------- main
     def run(self) -> int:
         """Produce until done; returns the number of trials handed to the queue."""
-        from edgeprune.sweep.runner import preflight, prepare_base
+        from edgeprune.sweep.prepare import preflight, prepare_base
 
         try:
             self.base = prepare_base(self.cfg, self.work_dir, self.console)
             preflight(self.cfg, self.base)
+            if publish_baseline(self.study, self.base, self.artifacts, self.work_dir / "base"):
+                self.console.print(f"{self.sweep}: the dense model (the reference point) is stored for the consumer")
             while (reason := self._stop_reason()) is None:
                 try:
                     janitor_pass([self.study], self.queue, self.console)
@@ -101,15 +114,20 @@ class Producer:
     def _stop_reason(self) -> str | None:
         if self.max_trials is not None and self.produced >= self.max_trials:
             return f"{self.produced} trials produced (--max-trials)"
+        if self.initial_failures >= MAX_INITIAL_FAILURES:
+            return f"the first {MAX_INITIAL_FAILURES} trials it produced all failed; see their errors above"
         reason = self.study.stop_reason()
         return reason if reason is not None and not self.study.trials(TrialState.RUNNING) else None
 
     # ------------------------------------------------------------------------------------------ trial
     def produce_one(self) -> None:
-        """Ask one trial and produce it; an error fails the trial, an interrupt abandons it (it is retried)."""
-        from edgeprune.sweep.produce import produce
+        """Ask one trial and produce it; an error fails the trial, an interrupt abandons it (it is retried).
+        Nothing is produced when the trial asked was deferred (others filled the cap first)."""
+        from edgeprune.sweep.produce import EpochRecorder, produce
 
         asked = self.study.ask()
+        if asked is None:
+            return
         number, started = asked.number, time.time()
         trial_dir = self.work_dir / "trials" / f"{number:04d}"
         asked.trial.set_user_attr("trial_dir", str(trial_dir))
@@ -124,18 +142,24 @@ class Producer:
         try:
             with every(LEASE_S / 4, lambda: self._keep_alive(asked, started), what="lease renewal",
                        console=self.console):
-                job = produce(request)
+                job = produce(request, hooks=[EpochRecorder(self.study, asked)])
                 message_id = self._hand_off_until_queued(asked.trial, job)
         except KeyboardInterrupt:
             finish_once(self.study, number, lambda: self.study.abandon(number, "abandoned: its producer was "
                                                                                 "interrupted"))
             raise
+        except optuna.TrialPruned as exc:
+            why = str(exc)
+            finish_once(self.study, number, lambda: self.study.fail(asked.trial, why, pruned=True))
+            self.console.print(f"{self.sweep}: trial {number} [yellow]pruned[/]: {why}", highlight=False)
+            return
         except Exception as exc:
             if not isinstance(exc, EdgepruneError):
                 traceback.print_exc()
             reason = exc.message if isinstance(exc, EdgepruneError) else f"{type(exc).__name__}: {exc}"
             finish_once(self.study, number, lambda: self.study.fail(asked.trial, f"producing failed: {reason}"))
             self.console.print(f"{self.sweep}: trial {number} [red]failed[/]: {reason}", highlight=False)
+            self.initial_failures += self.produced == 0
             return
         self.produced += 1
         self.console.print(f"{self.sweep}: trial {number} produced in {time.time() - started:.1f} s, queued as "

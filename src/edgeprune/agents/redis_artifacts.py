@@ -41,7 +41,7 @@ class RedisArtifactStore(ArtifactStore):
         self.public = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2], query=""))
         self._redis = connect(plain, decode=False, read_timeout_s=READ_TIMEOUT_S)
 
-    def put(self, path: Path, sweep: str, trial: int) -> ArtifactRef:
+    def put(self, path: Path, sweep: str, trial: int | str) -> ArtifactRef:
         size = path.stat().st_size
         if size > self.max_bytes:
             raise ArtifactError(f"{path} has {size / 2**20:.1f} MB, more than the Redis artifact store takes "

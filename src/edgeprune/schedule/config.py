@@ -168,7 +168,7 @@ def _path_at_error(text: str) -> KeyPath:
     return tuple(f["at"] for f in frames if f["at"] is not None and f["at"] != -1)
 
 
-def _load_yaml(text: str, filename: str) -> tuple[Any, ScheduleSource]:
+def load_yaml(text: str, filename: str) -> tuple[Any, ScheduleSource]:
     source = ScheduleSource(filename)
     loader = _PositionLoader(text)
     try:
@@ -307,7 +307,7 @@ class ScheduleSpec(BaseModel):
 
 
 # ----------------------------------------------------------------------------------------------- validation
-def _check_keys(data: Mapping[Any, Any], allowed: tuple[str, ...], path: KeyPath, source: ScheduleSource,
+def check_keys(data: Mapping[Any, Any], allowed: tuple[str, ...], path: KeyPath, source: ScheduleSource,
                 what: str) -> None:
     for key in data:
         if key not in allowed:
@@ -410,7 +410,7 @@ def _check_policy(policy: PolicySpec, path: KeyPath, spec: ScheduleSpec) -> None
         if args:
             source.warn(args_path, f"{kind} policies ignore 'args' (as in Distiller)")
         return
-    _check_keys(args, tuple(options_model.model_fields), args_path, source, f"{kind} policy args")
+    check_keys(args, tuple(options_model.model_fields), args_path, source, f"{kind} policy args")
     try:
         policy.options = options_model.model_validate(args)
     except ValidationError as exc:
@@ -450,7 +450,7 @@ def validate_schedule(data: Any, source: ScheduleSource) -> ScheduleSpec:
     if not isinstance(data, Mapping):
         raise source.error((), "a schedule is a YAML mapping with keys such as 'pruners' and 'policies', got "
                            f"{'an empty file' if data is None else type(data).__name__}")
-    _check_keys(data, SECTIONS, (), source, "top-level")
+    check_keys(data, SECTIONS, (), source, "top-level")
     if "policies" not in data or not data["policies"]:
         raise source.error(("policies",), "the schedule has no policies, so nothing would run",
                            hint="Add a 'policies:' list saying which instance runs in which epochs.")
@@ -464,10 +464,10 @@ def validate_schedule(data: Any, source: ScheduleSource) -> ScheduleSpec:
                     if key in raw:
                         raise source.error(("policies", i, key), f"{key!r} belongs under '{kind}:'",
                                            hint=f"Indent it two more spaces than '{kind}:'.")
-                _check_keys(raw, POLICY_KEYS, ("policies", i), source, "policy")
+                check_keys(raw, POLICY_KEYS, ("policies", i), source, "policy")
                 for kind in POLICY_KINDS:
                     if isinstance(raw.get(kind), Mapping):
-                        _check_keys(raw[kind], TARGET_KEYS, ("policies", i, kind), source, f"{kind} policy")
+                        check_keys(raw[kind], TARGET_KEYS, ("policies", i, kind), source, f"{kind} policy")
     try:
         spec = ScheduleSpec.model_validate(data)
     except ValidationError as exc:
@@ -480,7 +480,7 @@ def validate_schedule(data: Any, source: ScheduleSource) -> ScheduleSpec:
 
 def parse_schedule(text: str, filename: str = "<schedule>") -> ScheduleSpec:
     """Parse schedule YAML text; ``filename`` is what error messages call it."""
-    data, source = _load_yaml(text, filename)
+    data, source = load_yaml(text, filename)
     return validate_schedule(data, source)
 
 

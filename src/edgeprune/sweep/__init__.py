@@ -3,9 +3,11 @@
 ``edgeprune.sweep.report(...)`` is light (a trial program imports it); everything else is loaded on first
 use, so importing this package does not pull in Optuna or torch.
 
-The flow: :func:`load_sweep` checks the file; :class:`SweepStudy` asks and tells; each trial is PRODUCEd
-(:func:`edgeprune.sweep.produce.produce`, giving a :class:`TrialJob`) and MEASUREd
-(:func:`edgeprune.sweep.measure.measure_and_tell`); :class:`SweepRunner` runs it all on one machine.
+The flow: :func:`load_sweep` checks the file; :class:`SweepStudy` asks and tells; each pipeline trial is
+PRODUCEd (:func:`edgeprune.sweep.produce.produce`, giving a :class:`TrialJob`) and MEASUREd
+(:func:`edgeprune.sweep.measure.measure_and_tell`) by the agents (:mod:`edgeprune.agents`; on one machine
+:func:`edgeprune.agents.local.run_local`); :class:`SweepRunner` runs program sweeps (``wandb agent``
+scripts) embedded.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The one-way channel from a trial's process to the sweep: JSON lines appended to ``$EDGEPRUNE_SWEEP_METRICS``.
 
-Why a file: it works from any language and any process (the built-in pipeline's PRODUCE half, a user
-program, something it starts), survives the reader restarting, and is the trial's metric log afterwards.
+Why a file: it works from any language and any process (a user program, something it starts), survives
+the reader restarting, and is the trial's metric log afterwards.
 A record is one JSON object per line; the sweep reads complete lines only, so a writer killed mid-line
 loses that line and nothing else. A program written for ``wandb agent`` needs none of this: its
 ``wandb.log`` calls are read from WandB's own run file (:mod:`edgeprune.sweep.wandb_log`).

@@ -27,9 +27,9 @@ from edgeprune.schedule.config import (
     KeyPath,
     ScheduleError,
     ScheduleSource,
-    _check_keys,
-    _load_yaml,
+    check_keys,
     format_key_path,
+    load_yaml,
     pydantic_error,
 )
 from edgeprune.sweep.space import BOUNDED, GRID_KINDS, KINDS, QUANTISED, ParamSpec, SearchSpace
@@ -292,7 +292,7 @@ def parse_param(path: KeyPath, raw: Any, source: SweepSource) -> ParamSpec:
     if kind == "categorical" and "probabilities" in raw:
         kind = "categorical_w_probabilities"
     allowed = ("distribution", *PARAM_KEYS[kind], *(("q",) if kind in QUANTISED else ()))
-    _check_keys(raw, allowed, path, source, f"{kind} parameter")
+    check_keys(raw, allowed, path, source, f"{kind} parameter")
     config = {k: raw[k] for k in allowed if k in raw and k != "distribution"}
     required = {"constant": ("value",), "categorical": ("values",)}.get(kind, ())
     required += ("values", "probabilities") if kind == "categorical_w_probabilities" else ()
@@ -360,7 +360,7 @@ def parse_parameters(raw: Any, source: SweepSource, path: KeyPath = ("parameters
         if not isinstance(key, str) or not NAME_RE.match(key):
             raise source.error((*path, key), f"parameter name {key!r} must match {NAME_RE.pattern}")
         if isinstance(value, Mapping) and "parameters" in value:
-            _check_keys(value, ("parameters",), (*path, key), source, "nested parameter")
+            check_keys(value, ("parameters",), (*path, key), source, "nested parameter")
             specs += parse_parameters(value["parameters"], source, (*path, key, "parameters"))
         else:
             specs.append(parse_param((*path, key), value, source))
@@ -378,10 +378,10 @@ def _section(data: Mapping[str, Any], key: str, source: SweepSource) -> Any:
                                "failed trials out of their model instead of imputing a value for them",
                                hint=f"Remove '{unsupported}'.")
     if isinstance(value, Mapping):
-        _check_keys(value, tuple(model.model_fields), (key,), source, f"{key!r}")
+        check_keys(value, tuple(model.model_fields), (key,), source, f"{key!r}")
         for sub, sub_model in NESTED_MODELS.get(key, {}).items():
             if isinstance(value.get(sub), Mapping):
-                _check_keys(value[sub], tuple(sub_model.model_fields), (key, sub), source, f"{key}.{sub}")
+                check_keys(value[sub], tuple(sub_model.model_fields), (key, sub), source, f"{key}.{sub}")
     return {} if value is None and key == "tracking" else value
 
 
@@ -467,7 +467,7 @@ def validate_sweep(data: Any, source: SweepSource) -> SweepConfig:
     for key, why in UNSUPPORTED.items():
         if key in data:
             raise source.error((key,), f"{key!r} is not supported: {why}")
-    _check_keys(data, TOP_KEYS, (), source, "top-level")
+    check_keys(data, TOP_KEYS, (), source, "top-level")
     if "method" not in data:
         raise source.error((), "the sweep has no 'method'", hint=f"Add 'method: ' one of {', '.join(METHODS)}.")
     if "parameters" not in data:
@@ -479,7 +479,7 @@ def validate_sweep(data: Any, source: SweepSource) -> SweepConfig:
     if isinstance(fields.get("objectives"), list):
         for i, obj in enumerate(fields["objectives"]):
             if isinstance(obj, Mapping):
-                _check_keys(obj, ("name", "goal"), ("objectives", i), source, "objective")
+                check_keys(obj, ("name", "goal"), ("objectives", i), source, "objective")
     try:
         cfg = SweepConfig.model_validate({**fields, "raw": dict(data)})
     except ValidationError as exc:
@@ -509,7 +509,7 @@ def validate_sweep(data: Any, source: SweepSource) -> SweepConfig:
 
 def parse_sweep(text: str, filename: str = "<sweep>") -> SweepConfig:
     """Parse sweep YAML text; ``filename`` names it in errors and anchors its relative paths."""
-    data, positions = _load_yaml(text, filename)
+    data, positions = load_yaml(text, filename)
     source = SweepSource(filename, positions.positions)
     return validate_sweep(data, source)
 

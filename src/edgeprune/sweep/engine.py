@@ -9,7 +9,7 @@ Method -> sampler:
 * ``bayes`` -> ``GPSampler`` (default) or ``TPESampler`` (``sampler: tpe``). Why GP: WandB's own bayes is
   a Gaussian process, pruning trials are expensive so sweeps are small (tens of trials) where a GP is the
   most sample-efficient model, and Optuna's GPSampler handles several objectives (log expected hypervolume
-  improvement, for the Pareto front) and running trials (its q-batch acquisition, for ``--workers``).
+  improvement, for the Pareto front) and running trials (its q-batch acquisition, for ``--producers``).
   TPE scales better to hundreds of trials and many parameters. Both start with
   ``max(4, searchable parameters + 1)`` random trials.
 
@@ -19,7 +19,19 @@ shuffled order must be the same in every process).
 
 Each running trial holds a *lease* (owner ``host:pid``, expiry) that its runner renews. When a runner
 dies (SIGKILL, power loss), the next runner to open the study fails its trials (on the same host at once,
-elsewhere once the lease expires) and queues a retry with the same parameters.
+elsewhere once the lease expires) and queues a retry with the same parameters. A trial whose job was handed
+to a queue (:data:`QUEUED_ATTR`) has no lease any more: the queue keeps it alive, and only the agents'
+janitor, which can ask the queue, decides that it is orphaned.
+
+``run_cap`` (and a per-run ``limit``) hold even with many processes asking at once. Optuna has no
+conditional ask, so every ask is checked afterwards: trial numbers are handed out in one serialised order
+by every storage (RDBStorage locks the study row to number a trial, the journal numbers in log order), so
+"the trials ahead of mine" is the same set for every process. A freshly asked trial with ``cap`` trials
+ahead of it — counted (running or finished, not abandoned) or waiting (they run first: ``ask`` pops waiting
+trials before it creates one) — is *deferred*: put back to WAITING with its sampled values, so it runs first
+once a slot opens or the sweep is resumed with a larger cap. Of any ``cap + 1`` trials that pass this check,
+the one numbered last would have seen the other ``cap`` ahead of it (numbers follow creation; a trial that
+counts at the end was counted or waiting all along), so the study never runs more than ``cap`` trials.
 """
 
 from __future__ import annotations
@@ -40,10 +52,13 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 from edgeprune.errors import EdgepruneError
 from edgeprune.sweep.analysis import analyse
 from edgeprune.sweep.config import SweepConfig
+from edgeprune.sweep.hyperband import metric_series, should_stop
 from edgeprune.sweep.storage import open_storage, redact
 
 LEASE_S = 60.0
 MAX_RETRIES = 3
+MAX_INITIAL_FAILURES = 5  # as wandb agent: a sweep whose first trials all fail is broken, not unlucky
+QUEUED_ATTR = "queued"  # the hand-off mark: a producer put the trial's job into a queue, which owns it now
 FINGERPRINT_KEYS = ("method", "parameters", "metric", "objectives", "program", "command", "model", "data",
                     "pretrain", "schedule_template", "retrain", "export", "benchmark", "seed", "sampler")
 
@@ -82,7 +97,8 @@ def _owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _dead_here(owner: str) -> bool:
+def owner_is_dead_here(owner: str) -> bool:
+    """Whether ``owner`` (``host:pid``) is a process of this host that no longer runs (or is this very one)."""
     host, _, pid = owner.rpartition(":")
     if host != socket.gethostname() or not pid.isdigit():
         return False
@@ -93,6 +109,27 @@ def _dead_here(owner: str) -> bool:
     except PermissionError:
         return False
     return int(pid) == os.getpid()  # our own earlier self cannot still own a trial we are about to reclaim
+
+
+def lease_lost(trial: FrozenTrial, now: float) -> str | None:
+    """Why nobody renews ``trial``'s lease any more ("stopped renewing its lease", "is no longer running"),
+    or None while its owner may still be working on it."""
+    lease = trial.user_attrs.get("lease") or {}
+    started = trial.datetime_start.timestamp() if trial.datetime_start else now
+    if float(lease.get("expires", started + LEASE_S)) < now:
+        return "stopped renewing its lease"
+    if owner_is_dead_here(str(lease.get("owner", ""))):
+        return "is no longer running"
+    return None
+
+
+def lease_owner(trial: FrozenTrial) -> str:
+    return str((trial.user_attrs.get("lease") or {}).get("owner", "?"))
+
+
+def counts_towards_cap(trial: FrozenTrial) -> bool:
+    """Running or finished, and not an attempt abandoned by a dead runner (its retry counts instead)."""
+    return trial.state != TrialState.WAITING and not trial.user_attrs.get("abandoned")
 
 
 @dataclass
@@ -116,6 +153,7 @@ class SweepStudy:
         self.study = optuna.create_study(storage=open_storage(storage_url), study_name=cfg.study_name,
                                          directions=[o.goal for o in cfg.directions], load_if_exists=True)
         self.study.sampler = make_sampler(cfg, cfg.seed + len(self.study.get_trials(deepcopy=False)))
+        self.limit: int | None = None  # a cap for this run only (``--trials``), beside the sweep's run_cap
         self._check_or_record("fingerprint" not in self.study.user_attrs)
 
     def _check_or_record(self, new: bool) -> None:
@@ -145,7 +183,13 @@ class SweepStudy:
 
     def counted(self) -> int:
         """Trials that count towards ``run_cap``: all but those abandoned by a dead runner (they are retried)."""
-        return sum(1 for t in self.trials() if t.state != TrialState.WAITING and not t.user_attrs.get("abandoned"))
+        return sum(1 for t in self.trials() if counts_towards_cap(t))
+
+    def cap(self) -> tuple[int, str] | None:
+        """The tighter of ``run_cap`` and :attr:`limit`, and its name."""
+        caps = [(c, name) for c, name in ((self.cfg.run_cap, f"run_cap {self.cfg.run_cap}"),
+                                         (self.limit, f"this run's limit of {self.limit} trials")) if c is not None]
+        return min(caps) if caps else None
 
     def target_reached(self) -> FrozenTrial | None:
         m = self.cfg.metric
@@ -173,8 +217,9 @@ class SweepStudy:
 
     def stop_reason(self) -> str | None:
         """Why no further trial may start, or None."""
-        if self.cfg.run_cap is not None and self.counted() >= self.cfg.run_cap:
-            return f"run_cap {self.cfg.run_cap} reached"
+        cap = self.cap()
+        if cap is not None and self.counted() >= cap[0]:
+            return f"{cap[1]} reached"
         hit = self.target_reached()
         if hit is not None:
             return f"target {self.cfg.metric.target} reached by trial {hit.number}"  # type: ignore[union-attr]
@@ -183,12 +228,23 @@ class SweepStudy:
         return None
 
     # ------------------------------------------------------------------------------------------ ask/tell
-    def ask(self) -> AskedTrial:
+    def ask(self) -> AskedTrial | None:
+        """The next trial to run, leased to this process; None when it was deferred because other processes'
+        trials filled the cap first (see the module's docstring)."""
         trial = self.study.ask(self.cfg.space.distributions())
+        cap = self.cap()
+        if cap is not None and self._ahead(trial.number) >= cap[0]:
+            trial.set_user_attr("deferred", f"{cap[1]} was filled by trials asked at the same time")
+            self.study._storage.set_trial_state_values(trial._trial_id, TrialState.WAITING)  # values are kept
+            return None
         self._lease(trial)
         values = self.cfg.space.values(trial.params)
         trial.set_user_attr("config", values)
         return AskedTrial(trial, values, self.cfg.space.nest(values))
+
+    def _ahead(self, number: int) -> int:
+        """Trials numbered before ``number`` that run, ran, or wait to run: all but abandoned attempts."""
+        return sum(1 for t in self.trials() if t.number < number and not t.user_attrs.get("abandoned"))
 
     def _lease(self, trial: Trial) -> None:
         trial.set_user_attr("lease", {"owner": _owner(), "expires": time.time() + LEASE_S})
@@ -204,6 +260,20 @@ class SweepStudy:
             for step in range(asked.reported, len(series)):
                 asked.trial.report(series[step], step)
             asked.reported = len(series)
+
+    def hyperband_stop(self, history: list[dict[str, Any]]) -> str | None:
+        """Why hyperband (``early_terminate``) stops a running trial whose rows so far are ``history``, or None.
+
+        Compared with every trial's recorded history, the running ones' included (theirs as far as they got).
+        """
+        et, m = self.cfg.early_terminate, self.cfg.metric
+        if et is None or m is None:
+            return None
+        own = metric_series(history, m.name)
+        everyone = [metric_series(t.user_attrs.get("history", []), m.name) for t in self.trials()]
+        if should_stop(own, everyone, et.bands(), et.eta, m.goal == "maximize"):
+            return f"stopped by hyperband: {m.name} after step {len(own) - 1} is worse than its band"
+        return None
 
     def complete(self, trial: Trial | int, metrics: dict[str, float], **attrs: Any) -> None:
         """Tell the objectives; store every metric and the artifacts; recompute importance and correlation.
@@ -232,15 +302,17 @@ class SweepStudy:
         self.study.set_user_attr("analysis", analyse(self.study, names, [p.name for p in self.cfg.space.searchable]))
 
     def reclaim_stale(self) -> list[int]:
-        """Fail the RUNNING trials whose runner is gone and queue a retry of each; returns their numbers."""
+        """Fail the RUNNING trials whose runner is gone and queue a retry of each; returns their numbers.
+
+        Trials handed to a queue are left alone: their lease is no longer renewed, and whether their job is
+        still queued only the agents' janitor can tell (:mod:`edgeprune.agents.janitor`).
+        """
         reclaimed = []
         now = time.time()
         for t in self.trials(TrialState.RUNNING):
-            lease = t.user_attrs.get("lease") or {}
-            started = t.datetime_start.timestamp() if t.datetime_start else now
-            expired = float(lease.get("expires", started + LEASE_S)) < now
-            if expired or _dead_here(str(lease.get("owner", ""))):
-                self.abandon(t.number, f"abandoned: its runner {lease.get('owner', '?')} stopped")
+            lost = None if QUEUED_ATTR in t.user_attrs else lease_lost(t, now)
+            if lost is not None:
+                self.abandon(t.number, f"abandoned: its runner {lease_owner(t)} {lost}")
                 reclaimed.append(t.number)
         return reclaimed
 

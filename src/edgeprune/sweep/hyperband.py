@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 
 def band_thresholds(histories: Sequence[Sequence[float]], bands: Sequence[int], eta: float) -> list[float]:
@@ -30,3 +31,8 @@ def should_stop(history: Sequence[float], histories: Sequence[Sequence[float]], 
     everyone = [[sign * v for v in h] for h in histories if h]
     passed = [(b, t) for b, t in zip(bands, band_thresholds(everyone, bands, eta), strict=True) if b < len(own)]
     return bool(passed) and min(own) > passed[-1][1]
+
+
+def metric_series(history: Sequence[dict[str, Any]], metric: str) -> list[float]:
+    """A trial's values of ``metric``, step by step, from its recorded rows (rows without it are skipped)."""
+    return [float(h[metric]) for h in history if isinstance(h.get(metric), (int, float))]

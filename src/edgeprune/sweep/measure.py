@@ -1,8 +1,8 @@
 """The MEASURE half of a pipeline trial: benchmark the produced ONNX artifact and tell the study.
 
-Kept apart from PRODUCE because measuring needs a quiet device while producing needs a busy one: the
-embedded runner measures only while no trial is training, and a remote consumer (the agents) can measure
-on the target device itself. Everything it needs is in the :class:`~edgeprune.sweep.job.TrialJob`.
+Kept apart from PRODUCE because measuring needs the target device while producing needs training
+hardware: a consumer agent (:mod:`edgeprune.agents.consumer`) runs it on the device itself, one job at a
+time. Everything it needs is in the :class:`~edgeprune.sweep.job.TrialJob`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeprune.fileio import write_json
-from edgeprune.sweep.config import BenchmarkSettings, SweepConfig
+from edgeprune.sweep.config import BenchmarkSettings
 from edgeprune.sweep.engine import SweepStudy
 from edgeprune.sweep.job import TrialJob
 
@@ -48,21 +48,3 @@ def measure_and_tell(study: SweepStudy, job: TrialJob) -> dict[str, float]:
                    artifacts={"onnx": job.artifact, "checkpoint": job.checkpoint, "schedule": job.schedule,
                               "bench": str(bench_file), "job": str(Path(job.artifact).parent / "job.json")})
     return metrics
-
-
-def measure_baseline(cfg: SweepConfig, model: str, out_dir: Path) -> dict[str, float]:
-    """The dense model's accuracy, size and latency: the reference point every pruned trial is compared to."""
-    from edgeprune.analysis.summary import model_summary
-    from edgeprune.data import load_dataset
-    from edgeprune.export.job import export_model
-    from edgeprune.train.run import evaluate_model, load_model_for_data
-
-    scores = evaluate_model(model, cfg.data).metrics
-    loaded = load_model_for_data(model, load_dataset(cfg.data, "test"))
-    summary = model_summary(loaded.model, arch=loaded.arch)
-    exported = export_model(model, out_dir / "model.onnx", batch=cfg.benchmark.batch, data=cfg.data,
-                            exporter=cfg.export.exporter, opset=cfg.export.opset, samples=cfg.export.parity_images)
-    result = benchmark(exported.onnx, cfg.benchmark)
-    write_json(out_dir / "bench.json", result)
-    return {**{k: float(v) for k, v in scores.items()}, "macs": float(summary.macs),
-            "weight_params": float(summary.weight_params), **headline(result)}

@@ -37,6 +37,7 @@ from typing import Any
 import yaml
 
 from edgeprune.sweep.channel import ENV_VAR, read_reports
+from edgeprune.sweep.hyperband import metric_series
 from edgeprune.sweep.wandb_log import find_run_file, read_wandb_run
 
 DEFAULT_COMMAND = ("${env}", "${interpreter}", "${program}", "${args}")
@@ -99,7 +100,7 @@ class TrialOutput:
     summary: dict[str, Any] = field(default_factory=dict)
 
     def series(self, metric: str) -> list[float]:
-        return [float(row[metric]) for row in self.history if isinstance(row.get(metric), (int, float))]
+        return metric_series(self.history, metric)
 
 
 class TrialProcess:

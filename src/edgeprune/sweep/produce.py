@@ -1,30 +1,29 @@
 """The PRODUCE half of a pipeline trial: render the schedule, prune + thin, retrain, export a parity-checked ONNX.
 
-Runs as its own process (``python -m edgeprune.sweep.produce REQUEST.json``), like any trial program: a
-crash, an out-of-memory kill or a hyperband stop ends one trial, never the sweep, and the same entry
-point serves a remote producer. Retraining reports every epoch's validation metrics through
-:func:`edgeprune.sweep.report`, so the sweep can stop a hopeless trial early. The result is a
-:class:`~edgeprune.sweep.job.TrialJob` (``job.json`` in the trial directory) for the MEASURE half.
+A producer agent (:mod:`edgeprune.agents.producer`) runs it in its own process, so a crash or an
+out-of-memory kill ends one producer and its trial, never the sweep. The result is a
+:class:`~edgeprune.sweep.job.TrialJob` (``job.json`` in the trial directory) for the MEASURE half, which
+may run on another machine. ``hooks`` see every retraining epoch's validation metrics: the producer records
+them with the trial as they come and stops a hopeless trial there (hyperband).
 
 Pruning is one-shot: every policy of the rendered schedule that fires at epoch 0 is applied, all zeroed
-filters/channels are removed (thinning), and the thin network is fine-tuned for ``retrain.epochs``.
+filters/channels are removed (thinning), and the thin network is fine-tuned for ``retrain.epochs`` — or,
+with ``epochs: 0``, exported as it is, which measures what pruning alone costs.
 """
 
 from __future__ import annotations
 
-import os
 import socket
-import sys
-import threading
-import time
+from collections.abc import Sequence
 from pathlib import Path
 
+import optuna
 import torch
 from rich.console import Console
 
-from edgeprune.errors import EdgepruneError
 from edgeprune.fileio import write_text
-from edgeprune.sweep.channel import report
+from edgeprune.sweep.engine import AskedTrial, SweepStudy
+from edgeprune.sweep.hyperband import metric_series
 from edgeprune.sweep.job import TrialJob, TrialRequest, sha256_file
 from edgeprune.sweep.template import render
 from edgeprune.train.hooks import TrainingHooks
@@ -32,16 +31,24 @@ from edgeprune.train.hooks import TrainingHooks
 JOB_FILE = "job.json"
 
 
-class EpochReporter(TrainingHooks):
-    """Sends each epoch's validation metrics to the sweep (hyperband and the trackers read them live)."""
+class EpochRecorder(TrainingHooks):
+    """Records each retraining epoch's validation metrics with the trial, and stops it if hyperband says so."""
+
+    def __init__(self, study: SweepStudy, asked: AskedTrial) -> None:
+        self.study, self.asked = study, asked
+        self.rows: list[dict[str, float]] = []
 
     def on_epoch_end(self, epoch: int, optimizer: torch.optim.Optimizer, metrics: dict[str, float]) -> None:
-        report(step=epoch, **{k: float(v) for k, v in metrics.items()})
+        self.rows.append({"epoch": float(epoch), **{k: float(v) for k, v in metrics.items()}})
+        m = self.study.cfg.metric
+        self.study.report_history(self.asked, self.rows, metric_series(self.rows, m.name) if m else [])
+        reason = self.study.hyperband_stop(self.rows)
+        if reason is not None:
+            raise optuna.TrialPruned(reason)
 
 
-def produce(request: TrialRequest) -> TrialJob:
+def produce(request: TrialRequest, hooks: Sequence[TrainingHooks] = ()) -> TrialJob:
     """Run the PRODUCE half for ``request``; writes everything into ``request.out_dir``."""
-    from edgeprune.analysis.summary import model_summary
     from edgeprune.export.job import export_model
     from edgeprune.schedule.oneshot import prune_model
     from edgeprune.train.loop import TrainConfig
@@ -54,56 +61,30 @@ def produce(request: TrialRequest) -> TrialJob:
     write_text(schedule, text)
     pruned = prune_model(request.model, schedule, out / "pruned.pth", thin=True, data=request.data,
                          seed=request.seed)
-    top1_pruned = evaluate_model(str(pruned.out), request.data).metrics["top1"]
-    report(top1_pruned=top1_pruned)
+    final = evaluate_model(str(pruned.out), request.data).metrics
+    top1_pruned, history, checkpoint = final["top1"], [], pruned.out
     r = request.retrain
-    cfg = TrainConfig(epochs=r.epochs, batch_size=r.batch_size, lr=r.lr, optimizer=r.optimizer, momentum=r.momentum,
-                      weight_decay=r.weight_decay, lr_schedule=r.lr_schedule, seed=request.seed, progress=False)
-    result, loaded = train_model(str(pruned.out), request.data, out / "retrain", cfg, hooks=[EpochReporter()],
-                                 resume=False, console=Console(stderr=True))
-    checkpoint = out / "retrain" / "checkpoint.pth"  # the last epoch, not the best on the test split
-    summary = model_summary(loaded.model, arch=loaded.arch)
+    if r.epochs > 0:
+        cfg = TrainConfig(epochs=r.epochs, batch_size=r.batch_size, lr=r.lr, optimizer=r.optimizer,
+                          momentum=r.momentum, weight_decay=r.weight_decay, lr_schedule=r.lr_schedule,
+                          seed=request.seed, progress=False)
+        result, _ = train_model(str(pruned.out), request.data, out / "retrain", cfg, hooks=list(hooks), resume=False,
+                                console=Console(stderr=True))
+        final, history = result.final, result.history
+        checkpoint = out / "retrain" / "checkpoint.pth"  # the last epoch, not the best on the test split
+    summary = pruned.after  # thinned: retraining keeps the shapes
     e = request.export
     exported = export_model(str(checkpoint), out / "model.onnx", opset=e.opset, batch=request.benchmark.batch,
                             data=request.data, exporter=e.exporter, samples=e.parity_images)
-    metrics = {"top1": result.final["top1"], "top5": result.final["top5"], "loss": result.final["loss"],
-               "top1_pruned": top1_pruned, "macs": float(summary.macs), "weight_params": float(summary.weight_params)}
+    metrics = {"top1": final["top1"], "top5": final["top5"], "loss": final["loss"], "top1_pruned": top1_pruned,
+               "macs": float(summary.macs), "weight_params": float(summary.weight_params)}
     job = TrialJob(
         study_name=request.study_name, trial_number=request.trial_number, values=request.values,
         artifact=str(exported.onnx.resolve()), artifact_sha256=sha256_file(exported.onnx),
-        checkpoint=str(checkpoint.resolve()), schedule=str(schedule.resolve()), input_shape=list(summary.input_shape),
-        metrics=metrics, history=[{k: float(v) for k, v in h.items()} for h in result.history],
-        benchmark=request.benchmark, host=socket.gethostname(),
+        checkpoint=str(Path(checkpoint).resolve()), schedule=str(schedule.resolve()),
+        input_shape=list(summary.input_shape), metrics=metrics,
+        history=[{k: float(v) for k, v in h.items()} for h in history], benchmark=request.benchmark,
+        host=socket.gethostname(),
     )
     job.write(out / JOB_FILE)
     return job
-
-
-def exit_with_parent() -> None:
-    """Stop when the runner that started us dies (SIGKILL leaves no chance to stop us), not train for nobody."""
-    parent = os.getppid()
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(1.0)
-        os._exit(3)
-
-    threading.Thread(target=watch, daemon=True, name="edgeprune-parent-watch").start()
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    exit_with_parent()
-    if len(args) != 1:
-        print("usage: python -m edgeprune.sweep.produce REQUEST.json", file=sys.stderr)
-        return 2
-    try:
-        produce(TrialRequest.read(args[0]))
-    except EdgepruneError as exc:
-        print(f"error: {exc.message}" + (f"\n{exc.hint}" if exc.hint else ""), file=sys.stderr)
-        return exc.exit_code
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

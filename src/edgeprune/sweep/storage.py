@@ -8,10 +8,18 @@
 
 A wrong or unreachable URL is a user error, so it becomes a :class:`StorageError` (password hidden)
 instead of a driver traceback.
+
+Several processes may open a fresh database at the same moment (the producers of one sweep): Optuna's
+``RDBStorage`` creates its tables and stamps their version without a lock, so all but one lose that race
+with "table ... already exists" or a unique-constraint error on the version row. Those two errors, and
+only those, are retried after a short random backoff — by then the winner has created everything. SQLite
+connections also wait up to ``SQLITE_BUSY_S`` for another process's write instead of failing at once.
 """
 
 from __future__ import annotations
 
+import random
+import time
 import warnings
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -24,6 +32,8 @@ from edgeprune.errors import EdgepruneError
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 CONNECT_TIMEOUT_S = 10
+SQLITE_BUSY_S = 30.0
+CREATE_ATTEMPTS = 8
 
 
 class StorageError(EdgepruneError):
@@ -57,10 +67,11 @@ def open_storage(url: str) -> BaseStorage:
         path = url.split(":///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine_kwargs["connect_args"] = {"timeout": SQLITE_BUSY_S}
     elif scheme == "postgresql":
         engine_kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
     try:
-        return RDBStorage(url, engine_kwargs=engine_kwargs)
+        return _rdb(url, engine_kwargs)
     except ImportError as exc:
         raise StorageError(f"The database driver for {redact(url)!r} is not installed: {exc}.",
                            hint="pip install 'edgeprune[distributed]' (psycopg for PostgreSQL).") from None
@@ -69,6 +80,27 @@ def open_storage(url: str) -> BaseStorage:
         raise StorageError(f"Cannot open the study storage {redact(url)!r}: {reason}",
                            hint="Check the URL, that the database server is running and reachable, and the "
                                 "credentials.") from None
+
+
+def lost_creation_race(exc: Exception) -> bool:
+    """Whether ``exc`` says another process created the same tables or version row first."""
+    from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+
+    if isinstance(exc, IntegrityError):  # the version row (alembic_version, version_info) stamped twice
+        return True
+    return isinstance(exc, (OperationalError, ProgrammingError)) and "already exists" in str(exc).lower()
+
+
+def _rdb(url: str, engine_kwargs: dict) -> RDBStorage:
+    attempt = 1
+    while True:
+        try:
+            return RDBStorage(url, engine_kwargs=engine_kwargs)
+        except Exception as exc:
+            if attempt >= CREATE_ATTEMPTS or not lost_creation_race(exc):
+                raise
+        time.sleep(random.uniform(0.05, 0.1) * attempt)
+        attempt += 1
 
 
 def _redis(url: str) -> BaseStorage:

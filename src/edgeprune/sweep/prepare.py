@@ -1,0 +1,84 @@
+"""What a pipeline sweep prepares once, before any trial: the dense base model, a preflight, the dense reference.
+
+* :func:`prepare_base` — the checkpoint every trial prunes: the given one, or a zoo model built for the
+  data and pre-trained once per study (resumable).
+* :func:`preflight` — the schedule template rendered with representative values and built on that model,
+  so a typo fails once, now, instead of in every trial.
+* :func:`dense_reference` — the dense model's accuracy and size, and its ONNX file. Its *latency* is
+  measured where the trials' latencies are (the consumer, on the target device, with the same settings),
+  so speed-ups compare like with like: see :mod:`edgeprune.agents.baseline`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+
+from edgeprune.sweep.config import SweepConfig
+
+
+def prepare_base(cfg: SweepConfig, run_dir: Path, console: Console) -> str:
+    """The dense checkpoint every trial prunes: the given one, or a zoo model built for the data and pre-trained
+    once (``pretrain.epochs``, resumable; 0 keeps its seeded initial weights)."""
+    from edgeprune.data import load_dataset
+    from edgeprune.models.checkpoint import save_checkpoint
+    from edgeprune.train.loop import TrainConfig
+    from edgeprune.train.run import load_model_for_data, normalization_for, train_model
+    from edgeprune.train.seeding import seed_everything
+
+    assert cfg.model is not None
+    p, out = cfg.pretrain, run_dir / "base" / "checkpoint.pth"
+    if Path(cfg.model).is_file():
+        return cfg.model
+    if p.epochs == 0:
+        if not out.is_file():
+            train = load_dataset(cfg.data, "train")
+            seed_everything(cfg.seed)
+            loaded = load_model_for_data(cfg.model, train)
+            save_checkpoint(out, loaded.model, arch=loaded.arch, arch_kwargs=loaded.arch_kwargs, seed=cfg.seed,
+                            dataset={"name": train.name, "source": train.source, "num_classes": train.num_classes,
+                                     "classes": list(train.classes), "input_shape": list(train.input_shape)},
+                            normalize=normalization_for(loaded, train), provenance={"model": cfg.model})
+        return str(out)
+    console.print(f"pre-training {cfg.model} on {cfg.data} for {p.epochs} epochs -> {out.parent}")
+    tc = TrainConfig(epochs=p.epochs, batch_size=p.batch_size, lr=p.lr, optimizer=p.optimizer, momentum=p.momentum,
+                     weight_decay=p.weight_decay, lr_schedule=p.lr_schedule, seed=cfg.seed, progress=False)
+    train_model(cfg.model, cfg.data, out.parent, tc, resume=True, console=console)
+    return str(out)
+
+
+def preflight(cfg: SweepConfig, base: str) -> None:
+    """Render the template with representative values and build it on the model: a typo fails now, not N times."""
+    from edgeprune.data import load_dataset
+    from edgeprune.schedule import timeline
+    from edgeprune.sweep.template import TemplateError, render
+    from edgeprune.train.run import load_model_for_data
+
+    assert cfg.template_text is not None and cfg.schedule_template is not None
+    _, spec = render(cfg.template_text, cfg.space.preview(), cfg.schedule_template, label="the preview values")
+    model = load_model_for_data(base, load_dataset(cfg.data, "train")).model
+    for row in timeline(spec, model):
+        if row.epoch > 0 and row.kind != "lr_scheduler":
+            line, column = spec.source.locate(("policies", row.policy)) or (None, None)
+            raise TemplateError(
+                f"policies[{row.policy}] ({row.instance}) fires at epoch {row.epoch}; a sweep prunes one-shot at "
+                "epoch 0, thins, and fine-tunes for retrain.epochs", file=cfg.schedule_template, line=line,
+                column=column, hint="Let pruning, regularization and thinning policies fire at 'epochs: [0]' only.")
+
+
+def dense_reference(cfg: SweepConfig, model: str, out_dir: Path) -> tuple[dict[str, float], Path]:
+    """The dense model's top-1/top-5/loss, MACs and weights, and its parity-checked ONNX file (for its latency)."""
+    from edgeprune.analysis.summary import model_summary
+    from edgeprune.data import load_dataset
+    from edgeprune.export.job import export_model
+    from edgeprune.train.run import evaluate_model, load_model_for_data
+
+    scores = evaluate_model(model, cfg.data).metrics
+    loaded = load_model_for_data(model, load_dataset(cfg.data, "test"))
+    summary = model_summary(loaded.model, arch=loaded.arch)
+    exported = export_model(model, out_dir / "model.onnx", batch=cfg.benchmark.batch, data=cfg.data,
+                            exporter=cfg.export.exporter, opset=cfg.export.opset, samples=cfg.export.parity_images)
+    metrics = {**{k: float(v) for k, v in scores.items()}, "macs": float(summary.macs),
+               "weight_params": float(summary.weight_params)}
+    return metrics, exported.onnx
