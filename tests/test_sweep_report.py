@@ -68,6 +68,7 @@ def test_report_is_one_offline_html_file(tmp_path: Path) -> None:
     assert not any(s in page for s in ("<script", "<link", 'src="http', 'href="http', "url(http"))  # nothing to fetch
     assert 'href="../run/trials/0000/model.onnx"' in page  # artifacts linked relative to the report
     assert "out of memory" in page and "PRUNED" in page
+    assert "macs 2,500,000" in page and "latency_ms 1," in page  # counts in full, not 2.5e+06
     assert {p.name for p in (tmp_path / "out").glob("*.png")} == {
         "report-pareto.png", "report-parallel.png", "report-importance.png", "report-history.png"}
 

@@ -197,6 +197,10 @@ def _svg(fig: Figure) -> str:
 
 # ---------------------------------------------------------------------------------------------------- HTML
 def _fmt(value: Any) -> str:
+    """Counts (MACs, weights) in full with thousands separators, other numbers to 4 significant digits."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and float(value).is_integer() \
+            and abs(value) >= 1000:
+        return f"{int(value):,}"
     if isinstance(value, float):
         return f"{value:.4g}"
     return html.escape(str(value))
