@@ -6,11 +6,11 @@ Run by ``run.sh`` once the retraining runs are done (it only reads them, so it c
     python examples/cifar10_resnet20/results.py --model M.pth --data CIFAR.tar.gz --runs runs/cifar10_resnet20 \
         --out examples/cifar10_resnet20
 
-"after pruning" is the baseline with each schedule's *final* masks applied at once and thinned, before any
-retraining (``edgeprune prune --epochs all --thin``): for a gradual (AGP) schedule that is the network its last
-pruning epoch leaves, without the training in between. Latency: every network (the dense one included) is
-exported to ONNX (parity-checked on CIFAR-10 test images) and an FP32 OpenVINO IR, and measured on OpenVINO
-CPU, batch 1, interleaved over repeats; the speed-up is the median of paired ratios
+"after pruning" is the baseline with each schedule's *final* masks applied at once, thinned where the schedule
+thins, before any retraining (``edgeprune prune --epochs all``): for a gradual (AGP) schedule that is the
+network its last pruning epoch leaves, without the training in between. Latency: every network (the dense
+one included) is exported to ONNX (parity-checked on CIFAR-10 test images) and an FP32 OpenVINO IR, and
+measured on OpenVINO CPU, batch 1, interleaved over repeats; the speed-up is the median of paired ratios
 (:mod:`edgeprune.bench.compare`). Writes ``results.json``, ``RESULTS.md`` and copies the run reports'
 accuracy plots, the sensitivity analysis and the suggested schedule into ``OUT/results/``.
 """
@@ -27,6 +27,7 @@ from edgeprune.bench.compare import measure_interleaved, speedup_row
 from edgeprune.bench.environment import environment
 from edgeprune.bench.protocol import Protocol
 from edgeprune.export.job import export_model
+from edgeprune.report import run_report
 from edgeprune.report.run_report import load_run_report
 from edgeprune.schedule.oneshot import prune_model
 from edgeprune.train.run import evaluate_model
@@ -53,8 +54,9 @@ def collect(model: str, data: str, runs: Path, work: Path) -> dict[str, Any]:
         if not (run_dir / "report.json").is_file():
             continue
         report = load_run_report(run_dir)
-        pruned = prune_model(model, report["schedule"], work / f"{name}-pruned.pth", thin=True, epochs="all")
-        best = max(report["epochs"], key=lambda e: e["top1"])
+        pruned = prune_model(model, report["schedule"], work / f"{name}-pruned.pth", epochs="all")
+        settled = max((e["epoch"] for e in report["events"]), default=0)  # the network's final shape from here
+        best = max((e for e in report["epochs"] if e["epoch"] >= settled), key=lambda e: e["top1"])
         out["runs"][name] = {
             "title": title, "schedule": report["schedule"], "epochs": len(report["epochs"]),
             "macs": report["final"]["macs"], "weight_params": report["final"]["weight_params"],
@@ -75,7 +77,7 @@ def measure(results: dict[str, Any], data: str, work: Path, repeats: int, thread
         exported = export_model(ckpt, work / f"{name}.onnx", openvino_dir=work / name, data=data,
                                 exporter="torchscript")
         files[name] = {"openvino": str(exported.ir)}
-    protocol = Protocol(niter=200, warmup=20, cv_threshold=0.05, budget_s=3.0)
+    protocol = Protocol(niter=500, warmup=50, cv_threshold=0.05, budget_s=3.0)
     measured = measure_interleaved(files, repeats, protocol, threads)
     dense = measured["baseline"]["openvino"]
     results["baseline"]["latency"] = speedup_row(dense, dense, 1.0)
@@ -95,8 +97,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"{base['latency']['latency_median_ms']:.3f} ms (batch 1).",
         "",
         "| schedule | epochs | MACs (dense / pruned) | weights | top-1 after pruning, not retrained | top-1 / top-5 "
-        "after retraining (last epoch) | best top-1 (epoch) | Δ top-1 vs baseline | OpenVINO latency (ms) | "
-        "speed-up | realised (speed-up / MAC ratio) |",
+        "after retraining (last epoch) | best top-1 once fully pruned (epoch) | Δ top-1 vs baseline | "
+        "OpenVINO latency (ms) | speed-up | realised (speed-up / MAC ratio) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results["runs"].values():
@@ -133,9 +135,10 @@ def copy_artifacts(runs: Path, out: Path) -> None:
     dest = out / "results"
     dest.mkdir(parents=True, exist_ok=True)
     for name in RUNS:
-        for file in ("report.md", "accuracy.png"):
-            if (runs / name / file).is_file():
-                shutil.copy(runs / name / file, dest / f"{name}_{file}")
+        if (runs / name / "report.json").is_file():  # the report as the current code words it
+            text = run_report.markdown(load_run_report(runs / name))
+            (dest / f"{name}_report.md").write_text(text.replace("(accuracy.png)", f"({name}_accuracy.png)"))
+            shutil.copy(runs / name / "accuracy.png", dest / f"{name}_accuracy.png")
     for file in ("sensitivity.csv", "sensitivity.png", "sensitivity_heatmap.png"):
         if (runs / "sensitivity" / file).is_file():
             shutil.copy(runs / "sensitivity" / file, dest / file)
@@ -149,7 +152,7 @@ def main() -> None:
     ap.add_argument("--data", required=True)
     ap.add_argument("--runs", type=Path, required=True)
     ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=9)
     ap.add_argument("--threads", type=int, default=None, help="inference threads (default: all usable CPUs)")
     args = ap.parse_args()
     work = args.runs / "results"
