@@ -480,25 +480,26 @@ def sweep_cmd(
 
 @app.command()
 def demo(
-    output: Annotated[Path, typer.Option("--output", "-o", help="Run directory.")] = Path("runs/demo"),
-    model: Annotated[str, typer.Option(help="Zoo name or checkpoint.")] = "resnet20_cifar",
+    output: Annotated[Path, typer.Option("--output", "-o", help="Run directory (rerun to continue it).")] = Path(
+        "runs/demo"),
+    model: Annotated[str, typer.Option(help="Zoo name to train, or a checkpoint to use as the baseline.")] = (
+        "resnet20_cifar"),
     data: DataOpt = "digits",
-    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 5,
+    epochs: Annotated[int, typer.Option(help="Baseline training epochs.")] = 20,
+    retrain_epochs: Annotated[int, typer.Option(help="Fine-tuning epochs of each sweep trial.")] = 3,
+    trials: Annotated[int, typer.Option(help="At most N sweep trials (a sample of a larger grid).")] = 27,
+    fresh: Annotated[bool, typer.Option(help="Delete the run directory's earlier demo and start over.")] = False,
 ) -> None:
-    """The main job on its embedded default: train a small net offline, print its summary and accuracy."""
-    from edgeprune.analysis.summary import model_summary
-    from edgeprune.train.loop import TrainConfig
-    from edgeprune.train.run import train_model
+    """The whole job, offline: train, analyse, suggest a schedule, sweep with agents, report the best trade-offs."""
+    from edgeprune.demo import DemoSettings, print_summary, run_demo
 
-    cfg = TrainConfig(epochs=epochs, batch_size=64, lr=0.05)
-    result, loaded = train_model(model, data, output, cfg, resume=False, console=err)
-    s = model_summary(loaded.model, arch=loaded.arch)
-    best = max(result.history, key=lambda h: h["top1"])
-    out.print(f"[bold]{s.arch}[/] on {data} {tuple(s.input_shape)}: {s.weight_params:,} weight parameters, "
-              f"{s.macs:,} MACs per image")
-    out.print(f"top-1 {result.final['top1']:.2f} % / top-5 {result.final['top5']:.2f} % after {epochs} epochs "
-              f"(best top-1 {best['top1']:.2f} % at epoch {best['epoch']})")
-    out.print(f"checkpoint: {output / 'checkpoint.pth'} (best: {output / 'best.pth'})")
+    settings = DemoSettings(epochs=epochs, retrain_epochs=retrain_epochs, max_trials=trials)
+    try:
+        result = run_demo(output, model=model, data=data, settings=settings, fresh=fresh, console=err)
+    except KeyboardInterrupt:
+        err.print(f"interrupted: what is done stays in {output}; run the same command to continue")
+        raise typer.Exit(130) from None
+    print_summary(result, out)
 
 
 agent_app = typer.Typer(no_args_is_help=True, help="Producer/consumer agents: produce a sweep's trials on some "
