@@ -69,6 +69,10 @@ def test_report_is_one_offline_html_file(tmp_path: Path) -> None:
     assert 'href="../run/trials/0000/model.onnx"' in page  # artifacts linked relative to the report
     assert "out of memory" in page and "PRUNED" in page
     assert "macs 2,500,000" in page and "latency_ms 1," in page  # counts in full, not 2.5e+06
+    assert "<th>speed-up</th>" in page
+    study = optuna.load_study(study_name="report-demo", storage=f"sqlite:///{run_dir / 'study.db'}")
+    done = [t.user_attrs["metrics"]["latency_ms"] for t in study.trials if t.state.name == "COMPLETE"]
+    assert len(done) == 4 and all(f"<td>{1.0 / ms:.2f}×</td>" in page for ms in done)  # dense 1.0 ms / trial's
     assert {p.name for p in (tmp_path / "out").glob("*.png")} == {
         "report-pareto.png", "report-parallel.png", "report-importance.png", "report-history.png"}
 

@@ -4,7 +4,8 @@ What it shows, in the order a reader asks: the Pareto front of top-1 against mea
 marker colour, the dense model as a star), a parallel-coordinates view of parameters against objectives,
 parameter importance (random forest as WandB, PED-ANOVA) next to linear correlation, each trial's
 per-epoch metric (early-terminated trials dashed), sensitivity plots found in the run directory, and a
-table of every trial linking its artifacts.
+table of every trial linking its artifacts, with its latency speed-up over the dense model when both were
+measured.
 
 Why matplotlib SVG inlined into the HTML rather than plotly: the file must open with no network and no
 JavaScript at all (a CDN script or a 4 MB inlined bundle per report is fragile to mail or archive), and the
@@ -214,18 +215,21 @@ def _link(path: str, base: Path) -> str:
 def trial_table(data: StudyData, base: Path) -> str:
     metrics = sorted({k for t in data.trials for k in t.user_attrs.get("metrics", {})},
                      key=lambda k: ([o["name"] for o in data.objectives] + [k]).index(k))
-    head = ["#", "state", *data.params, *metrics, "seconds", "artifacts / error"]
+    dense_ms = (data.attrs.get("baseline") or {}).get("latency_ms")
+    speedup = isinstance(dense_ms, (int, float)) and dense_ms > 0 and "latency_ms" in metrics
+    head = ["#", "state", *data.params, *metrics, *(["speed-up"] if speedup else []), "seconds", "artifacts / error"]
     rows = []
     for t in data.trials:
         config = t.user_attrs.get("config", {})
         m = t.user_attrs.get("metrics", {})
+        ratio = ([f"{dense_ms / m['latency_ms']:.2f}×" if m.get("latency_ms") else ""] if speedup else [])
         seconds = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete and \
             t.datetime_start else None
         artifacts = " ".join(_link(p, base) for p in t.user_attrs.get("artifacts", {}).values())
         error = t.user_attrs.get("error")
         last = artifacts or (f'<pre>{html.escape(error[-600:])}</pre>' if error else "")
         cells = [str(t.number), f'<span style="color:{STATE_COLOURS.get(t.state.name, "#000")}">{t.state.name}</span>',
-                 *(_fmt(config.get(p, "")) for p in data.params), *(_fmt(m.get(k, "")) for k in metrics),
+                 *(_fmt(config.get(p, "")) for p in data.params), *(_fmt(m.get(k, "")) for k in metrics), *ratio,
                  _fmt(seconds) if seconds is not None else "", last]
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     header = "".join(f"<th>{html.escape(h)}</th>" for h in head)
