@@ -49,22 +49,26 @@ def test_distiller_filter_rank_schedule_gives_distillers_counts_and_shapes(tmp_p
     assert shapes["layer2.0.conv1"] == [32, 16, 3, 3] and shapes["layer3.0.conv1"] == [64, 32, 3, 3]
 
 
-@pytest.mark.parametrize(("schedule", "weights", "macs", "stream", "fc"), [
-    ("resnet20_filters.schedule_agp.yaml", 223_536, 30_655_104, 16, [10, 64]),
-    ("resnet20_filters.schedule_agp_4.yaml", 130_544, 24_723_776, 16, [10, 32]),
+@pytest.mark.parametrize(("schedule", "weights", "macs", "conv1s", "stream", "fc", "grouped"), [
+    ("resnet20_filters.schedule_agp.yaml", 223_536, 30_655_104, (16, 16, 64), 16, [10, 64], True),
+    ("resnet20_filters.schedule_agp_2.yaml", 246_704, 30_638_720, (10, 20, 64), 32, [10, 64], False),
+    ("resnet20_filters.schedule_agp_4.yaml", 130_544, 24_723_776, (16, 16, 64), 16, [10, 32], True),
 ])
 def test_distiller_resnet20_agp_schedules_replayed_give_distillers_published_counts(
-        tmp_path, schedule: str, weights: int, macs: int, stream: int, fc: list[int]) -> None:
-    """Distiller's published MACs for its resnet20 AGP examples; both rank layer2's residual stream without a
-    Leader, which is grouped (a warning says so) instead of thinned with misaligned channels."""
+        tmp_path, schedule: str, weights: int, macs: int, conv1s: tuple[int, ...], stream: int, fc: list[int],
+        grouped: bool) -> None:
+    """Distiller's published MACs and weights for its resnet20 AGP examples. agp and agp_4 rank layer2's
+    residual stream without a Leader, which is grouped (a warning says so) instead of thinned with misaligned
+    channels; agp_2 prunes only block conv1s, which nothing else reads."""
     result = run_cli("prune", "resnet20_cifar", "-s", str(AGP_DIR / schedule), "-o", str(tmp_path / "p.pth"),
                      "--epochs", "all")
     assert result.returncode == 0, result.stderr
-    assert "pruners.low_pruner: [layer2.0.conv2.weight" in result.stderr  # grouped, with a warning
+    assert ("pruners.low_pruner: [layer2.0.conv2.weight" in result.stderr) == grouped
     d = _summary(tmp_path / "p.pth")
     assert (d["weight_params"], d["macs"]) == (weights, macs)
     shapes = {layer["name"]: layer["weight_shape"] for layer in d["layers"]}
-    assert all(shapes[f"layer2.{i}.conv1"][0] == 16 for i in range(3))
+    for stage, filters in enumerate(conv1s, start=1):
+        assert all(shapes[f"layer{stage}.{i}.conv1"][0] == filters for i in range(3))
     assert all(shapes[f"layer2.{i}.conv2"][0] == stream for i in range(3))
     assert shapes["fc"] == fc
     model = model_from_checkpoint(load_checkpoint(tmp_path / "p.pth"))
