@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -9,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from edgeprune.agents.consumer import Consumer
 from edgeprune.agents.queue import JobQueue, get_queue
 from edgeprune.agents.sqlite_queue import EmbeddedQueue
 from edgeprune.errors import UnknownNameError
@@ -141,3 +144,24 @@ def test_queue_interface_is_small() -> None:
     assert sorted(JobQueue.__abstractmethods__) == sorted([
         "put", "pending", "get", "extend", "ack", "release", "dead_letter", "contains", "counts", "dead_letters",
         "register_sweep", "sweep_document", "sweeps", "beat", "forget_producer", "producers"])
+
+
+def test_consumer_measures_once_this_machines_producers_pause(tmp_path: Path) -> None:
+    """The wait ends when the local producer's beat says it stopped producing, or at the cap; a producer on
+    another machine never holds measurement back."""
+    queue = get_queue(f"sqlite:///{tmp_path / 'queue.db'}")
+    queue.register_sweep("s", "{}")
+    host = socket.gethostname()
+    queue.beat("s", "local", {"state": "producing", "host": host})
+    queue.beat("s", "remote", {"state": "producing", "host": "another-machine"})
+    consumer = Consumer(queue, f"sqlite:///{tmp_path / 'study.db'}", work_dir=tmp_path, quiet_wait_s=10.0)
+    pause = threading.Timer(0.6, lambda: queue.beat("s", "local", {"state": "waiting", "host": host}))
+    pause.start()
+    waited = consumer.wait_for_quiet()
+    pause.join()
+    assert 0.55 <= waited < 3.0
+    queue.beat("s", "local", {"state": "producing", "host": host})
+    consumer.quiet_wait_s = 0.5
+    assert 0.5 <= consumer.wait_for_quiet() < 2.0  # a producer that never pauses: measured after the cap
+    queue.forget_producer("s", "local")
+    assert consumer.wait_for_quiet() < 0.3

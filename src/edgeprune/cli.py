@@ -585,6 +585,8 @@ def agent_consumer(
                                                                           "and no producer is alive.")] = False,
     stats: Annotated[Path | None, typer.Option(help="Write what this consumer did (busy fraction ...) as JSON.")
                      ] = None,
+    quiet_wait: Annotated[float, typer.Option(help="Before measuring, wait up to S seconds for producers on this "
+                                                   "machine to stop producing (they share its CPU).")] = 0.0,
 ) -> None:
     """Fetch and verify each queued artifact, benchmark it, tell the study, acknowledge; serves several sweeps."""
     from edgeprune.agents.artifacts import get_artifact_store
@@ -597,7 +599,7 @@ def agent_consumer(
     consumer = Consumer(get_queue(queue, visibility_timeout_s=visibility_timeout), _agent_storage(storage),
                         name=name, sweeps=sweep, artifacts=get_artifact_store(artifacts), work_dir=work_dir,
                         bench={k: v for k, v in bench.items() if v is not None}, max_deliveries=max_deliveries,
-                        retry_delay_s=retry_delay, console=err)
+                        retry_delay_s=retry_delay, quiet_wait_s=quiet_wait, console=err)
     from edgeprune.sweep.progress import sigterm_as_interrupt
 
     try:

@@ -23,6 +23,7 @@ the job is dead-lettered with the reason and its trial failed, so it never stays
 
 from __future__ import annotations
 
+import socket
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
@@ -52,6 +53,7 @@ BLOCK_S = 1.0
 SWEEPS_REFRESH_S = 5.0
 JANITOR_S = 30.0
 MAX_WAIT_S = 30.0
+QUIET_POLL_S = 0.2  # how often the consumer looks whether this machine's producers are idle
 
 
 @dataclass
@@ -88,7 +90,7 @@ class Consumer:
     def __init__(self, queue: JobQueue, storage_url: str, *, name: str | None = None, sweeps: list[str] | None = None,
                  artifacts: ArtifactStore | None = None, work_dir: str | Path | None = None,
                  bench: dict[str, Any] | None = None, max_deliveries: int = 3, retry_delay_s: float = 1.0,
-                 console: Console | None = None) -> None:
+                 quiet_wait_s: float = 0.0, console: Console | None = None) -> None:
         self.queue, self.storage_url = queue, storage_url
         self.name = name or default_name()
         self.explicit = list(sweeps) if sweeps else None
@@ -96,6 +98,7 @@ class Consumer:
         self.work_dir = Path(work_dir or DEFAULT_DIR).resolve()
         self.bench = dict(bench or {})
         self.max_deliveries, self.retry_delay_s = max(1, max_deliveries), retry_delay_s
+        self.quiet_wait_s = max(0.0, quiet_wait_s)
         self.console = console or Console(stderr=True)
         self.stats = ConsumerStats()
         optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -193,6 +196,7 @@ class Consumer:
                                   f"result; last error: {delivery.last_error or 'none (its consumers stopped)'}")
             with every(self.queue.visibility_timeout_s / 3, lambda: self.queue.extend(delivery),
                        what="visibility extension", console=self.console):
+                self.wait_for_quiet()
                 self._baseline(study)
                 told = self._measure(study, message, delivery)
         except QueueUnavailableError:
@@ -233,6 +237,28 @@ class Consumer:
             shown = "  ".join(f"{o.name} {results[o.name]:.4g}" for o in study.cfg.directions)
             self.console.print(f"{sweep}: trial {number} [green]done[/]: {shown}")
         return told
+
+    def wait_for_quiet(self) -> float:
+        """Wait, at most ``quiet_wait_s``, until no live producer on this machine is producing; returns the wait.
+
+        Why: on one machine (``edgeprune sweep``, the demo) producers train on the cores the benchmark runs on,
+        which makes latencies noisy and slow. Producers stop asking once ``max_queued`` jobs wait, so they fall
+        idle while the queue is full and the consumer measures then; the cap keeps a stuck producer (whose last
+        beat still says "producing") from stalling measurement. Producers on other machines do not count.
+        """
+        start = time.monotonic()
+        if self.quiet_wait_s <= 0:
+            return 0.0
+        host, sweeps = socket.gethostname(), self.queue.sweeps()  # every sweep's producers: they share the CPU
+        while time.monotonic() - start < self.quiet_wait_s:
+            busy = [b for sweep in sweeps for b in self.queue.producers(sweep)
+                    if b.alive() and b.info.get("host") == host and b.info.get("state") == "producing"]
+            if not busy:
+                return time.monotonic() - start
+            time.sleep(QUIET_POLL_S)
+        self.console.print(f"[yellow]measuring beside producers still producing after {self.quiet_wait_s:.0f} s "
+                           "(--quiet-wait)[/]")
+        return time.monotonic() - start
 
     def _settings(self, sweep_settings: BenchmarkSettings) -> BenchmarkSettings:
         """The sweep's benchmark settings with this machine's (``--backend`` ...) over them."""

@@ -12,6 +12,10 @@ process watches the study (:class:`~edgeprune.sweep.progress.StudyWatcher`): a p
 trial, and the trackers the sweep configures — one process owns each tracker's runs, the agents log to
 none. The agents' own output goes to ``logs/``.
 
+The consumer measures only while no producer is producing (``quiet_wait_s``, at most that long): they
+share this machine's cores, and a benchmark beside a training process measures the training as much as the
+model. The producers stop asking once ``max_queued`` jobs wait, so production and measurement take turns.
+
 The consumer ends by itself once the producers are gone and nothing is left to measure. Should it never
 have seen a producer alive (they all failed at once), it is stopped once the queue is drained; should it
 die, the producers are stopped (their trials are queued again for the next run).
@@ -50,6 +54,7 @@ from edgeprune.sweep.storage import default_url
 POLL_S = 1.0
 DRAIN_GRACE_S = 15.0  # the consumer normally notices within seconds that it is done
 LOG_TAIL_LINES = 15
+QUIET_WAIT_S = 120.0  # the longest a measurement waits for the producers to pause (see the module docstring)
 
 
 @dataclass
@@ -77,12 +82,14 @@ class LocalRun(SweepResult):
 
 
 def run_local(sweep_file: str | Path, run_dir: str | Path, *, producers: int = 1, threads: int | None = None,
-              storage_url: str | None = None, trials: int | None = None, consumer_args: Sequence[str] = (),
+              storage_url: str | None = None, trials: int | None = None, quiet_wait_s: float = QUIET_WAIT_S,
+              consumer_args: Sequence[str] = (),
               console: Console | None = None) -> LocalRun:
     """Run a pipeline sweep to its end with ``producers`` producer processes (``threads`` each, default
     CPUs // producers) and one consumer; ``trials`` starts at most that many trials this time. Ctrl-C (or
     SIGTERM) stops all of them: the trials being produced are queued again, the job being measured goes
-    back to the queue, and running the same call again continues."""
+    back to the queue, and running the same call again continues. ``quiet_wait_s`` 0 lets the consumer
+    measure while producers train (throughput over clean latencies, as benchmarks/scaleout.py wants)."""
     import optuna
 
     from edgeprune.agents.artifacts import DirectoryStore
@@ -121,7 +128,7 @@ def run_local(sweep_file: str | Path, run_dir: str | Path, *, producers: int = 1
                                       "--artifacts", str(run_dir / "artifacts"), "--threads", per_producer,
                                       "--name", f"local-{i}", *limit] for i in range(producers)}
         commands["consumer"] = [*agent, "consumer", *common, "--sweep", cfg.study_name, "--exit-when-done",
-                                "--stats", str(stats), *consumer_args]
+                                "--stats", str(stats), "--quiet-wait", str(quiet_wait_s), *consumer_args]
         agents, stopped = _supervise(commands, run_dir / "logs", StudyWatcher(study, console, trackers), queue)
     finally:
         trackers.close()

@@ -80,7 +80,8 @@ class Producer:
         self._beat(state="preparing")
 
     def _beat(self, state: str, trial: int | None = None, since: float | None = None) -> None:
-        self.queue.beat(self.sweep, self.name, {"state": state, "trial": trial, "since": since or time.time()})
+        self.queue.beat(self.sweep, self.name, {"state": state, "trial": trial, "since": since or time.time(),
+                                                "host": socket.gethostname()})
 
     # ------------------------------------------------------------------------------------------- main
     def run(self) -> int:
