@@ -61,7 +61,8 @@ def test_latency_statistics_are_exact_on_known_samples() -> None:
 
 def test_rounds_repeat_until_steady_or_out_of_budget() -> None:
     calls = []
-    steady = measure(lambda i: calls.append(i), Protocol(niter=5, warmup=3, cv_threshold=1.0))
+    # 1 ms sleeps: a CV far below 1 on any machine (a bare no-op's sub-microsecond timings are all jitter)
+    steady = measure(lambda i: (calls.append(i), time.sleep(0.001)), Protocol(niter=5, warmup=3, cv_threshold=1.0))
     assert steady.cv_met and steady.rounds == 1 and len(calls) == 3 + 5
     # alternating 0 / 2 ms sleeps: CV ~ 1, never under 0.05; the 0.05 s budget stops it after a few rounds
     noisy = measure(lambda i: time.sleep(0.002 * (i % 2)), Protocol(niter=10, warmup=0, cv_threshold=0.05,

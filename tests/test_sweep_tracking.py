@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -47,7 +48,9 @@ def test_wandb_tracker_runs_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     (tmp_path / "s.yaml").write_text("x")
     exercise(WandbTracker(WandbSettings(project="p"), tmp_path, "study"), tmp_path / "s.yaml")
     [run_file] = list(tmp_path.glob("wandb/offline-run-*/run-*.wandb"))
-    run = read_wandb_run(run_file)
+    deadline = time.monotonic() + 15  # wandb's service process may still be writing the file after finish()
+    while not (run := read_wandb_run(run_file)).history and time.monotonic() < deadline:
+        time.sleep(0.2)
     assert [h["top1"] for h in run.history] == [90.0, 91.0]
     assert run.summary["latency_ms"] == 0.25 and run.summary["state"] == "COMPLETE"
 
