@@ -212,3 +212,22 @@ def test_demo_end_to_end_on_digits(tmp_path: Path) -> None:
     assert again.counts == {"complete": expected} and [p.number for p in again.front] == [p["number"] for p in front]
     with pytest.raises(ConfigError, match="other inputs"):
         run_demo(tmp_path / "demo", settings=DemoSettings(epochs=4))
+
+
+def test_a_sweep_at_its_run_cap_is_finished_though_a_deferred_trial_waits(tmp_path: Path) -> None:
+    """A trial asked over run_cap waits (kept for a larger cap); the demo must not restart the agents for it."""
+    from optuna.trial import TrialState
+
+    from edgeprune.demo.sweep import is_finished
+    from edgeprune.sweep.config import parse_sweep
+    from edgeprune.sweep.engine import SweepStudy
+
+    text = ("name: capped\nmethod: random\nprogram: t.py\nrun_cap: 2\nmetric: {name: top1, goal: maximize}\n"
+            "parameters:\n  s: {min: 0.0, max: 0.9}\n")
+    study = SweepStudy(parse_sweep(text, "capped.yaml"), f"sqlite:///{tmp_path / 'study.db'}")
+    asked = [study.ask(), study.ask()]
+    assert study.ask() is None  # the third is over the cap: deferred to WAITING
+    assert study.trials(TrialState.WAITING) and not is_finished(study)  # two still running
+    for a in asked:
+        study.complete(a.trial, {"top1": 90.0})
+    assert study.trials(TrialState.WAITING) and is_finished(study)

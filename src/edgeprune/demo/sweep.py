@@ -60,8 +60,10 @@ def write_sweep_files(rd: RunDir, suggestion: Suggestion, baseline: Baseline, da
 
 
 def is_finished(study: SweepStudy) -> bool:
-    """Nothing left to run: the study has a stop reason (grid exhausted, run_cap) and no trial is unfinished."""
-    return study.stop_reason() is not None and not study.trials(TrialState.RUNNING, TrialState.WAITING)
+    """Nothing left to run: the study has a stop reason (grid exhausted, run_cap) and no trial is running — the
+    producers' own stop rule. A WAITING trial left then (one asked over run_cap, kept for a larger cap) would
+    not run in this sweep either."""
+    return study.stop_reason() is not None and not study.trials(TrialState.RUNNING)
 
 
 def run_sweep(rd: RunDir, settings: DemoSettings, console: Console) -> None:
