@@ -149,12 +149,12 @@ def summarise(rd: RunDir, model: str, data: str, baseline: Baseline, console: Co
 
 
 # ------------------------------------------------------------------------------------------------ printing
-def _in_run_dir(path: str | None, root: Path) -> str:
-    """A path inside the run directory relative to it (the table says where that is), any other as it is."""
+def _relative(path: str | Path | None, base: Path) -> str:
+    """A path inside ``base`` relative to it (the reader knows where that is), any other as it is."""
     if not path:
         return "—"
     p = Path(path)
-    return str(p.relative_to(root)) if p.is_relative_to(root) else str(p)
+    return str(p.relative_to(base)) if p.is_relative_to(base) else str(p)
 
 
 def front_table(result: DemoResult) -> Table:
@@ -176,14 +176,14 @@ def front_table(result: DemoResult) -> Table:
 
 def artifact_table(result: DemoResult) -> Table:
     root = result.run_dir
-    shown = os.path.relpath(root) if root.is_relative_to(Path.cwd()) else str(root)
-    table = Table(title=f"Where everything is (in {shown}{os.sep})", title_justify="left", show_header=False)
+    table = Table(title=f"Where everything is (in {_relative(root, Path.cwd())}{os.sep})", title_justify="left",
+                  show_header=False)
     table.add_column("what", no_wrap=True)
     table.add_column("path", overflow="fold")
     for what, path in result.artifacts.items():
-        table.add_row(what, _in_run_dir(path, root))
+        table.add_row(what, _relative(path, root))
     for p in result.front:
-        files = [_in_run_dir(f, root) for f in (p.onnx, p.ir) if f]
+        files = [_relative(f, root) for f in (p.onnx, p.ir) if f]
         table.add_row(f"trial {p.number} ONNX, IR", "\n".join(files) or "—")
     return table
 
@@ -207,6 +207,4 @@ def print_summary(result: DemoResult, console: Console) -> None:
     console.print(artifact_table(result))
     phases = " · ".join(f"{name} {s:.1f} s" for name, s in result.phases.items())
     console.print(f"[bold]Wall time[/] {result.total_s:.1f} s ({phases})")
-    report = Path(result.artifacts["report"]).resolve()
-    shown = report.relative_to(Path.cwd()) if report.is_relative_to(Path.cwd()) else report
-    console.print(f"Open the report: {shown}")
+    console.print(f"Open the report: {_relative(Path(result.artifacts['report']).resolve(), Path.cwd())}")
