@@ -10,9 +10,9 @@ import pytest
 import torch
 from torch import nn
 
-from edgeprune.analysis.sparsity import sparsity, sparsity_3d, sparsity_ch, sparsity_rows
 from edgeprune.errors import ConfigError, UnknownNameError
 from edgeprune.models import create_model
+from edgeprune.models.sparsity import sparsity, sparsity_3d, sparsity_ch, sparsity_rows
 from edgeprune.pruning.activations import (
     collect_activation_stats,
     collect_feature_maps,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
+from edgeprune.version import __version__
 
 _EXPORTS = {
     "create_model": "edgeprune.models",
@@ -19,7 +19,7 @@ _EXPORTS = {
     "save_checkpoint": "edgeprune.models.checkpoint",
     "model_from_checkpoint": "edgeprune.models.checkpoint",
     "load_dataset": "edgeprune.data",
-    "model_summary": "edgeprune.analysis.summary",
+    "model_summary": "edgeprune.models.summary",
     "Trainer": "edgeprune.train",
     "TrainConfig": "edgeprune.train",
     "evaluate": "edgeprune.train",

@@ -62,8 +62,8 @@ def summary(
     arch: ArchOpt = None,
 ) -> None:
     """Per-layer MACs and weights with Distiller-exact counts."""
-    from edgeprune.analysis.summary import model_summary
     from edgeprune.models.resolve import resolve_model
+    from edgeprune.models.summary import model_summary
 
     loaded = resolve_model(model, arch=arch)
     s = model_summary(loaded.model, _input_shape(input_shape), arch=loaded.arch)
@@ -86,7 +86,7 @@ def summary(
 
 
 def _print_sparsity(model) -> None:
-    from edgeprune.analysis.sparsity import sparsity_table
+    from edgeprune.models.sparsity import sparsity_table
 
     rows, total = sparsity_table(model)
     table = Table(title="Parameters")
@@ -126,8 +126,8 @@ def train(
     arch: ArchOpt = None,
 ) -> None:
     """Train or fine-tune MODEL on DATA, under a compression schedule if given; exact resume."""
+    from edgeprune.jobs.train import train_model
     from edgeprune.train.loop import TrainConfig
-    from edgeprune.train.run import train_model
 
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, momentum=momentum,
                       nesterov=nesterov, weight_decay=weight_decay, lr_schedule=lr_schedule, augment=augment,
@@ -150,7 +150,7 @@ def eval_cmd(
     arch: ArchOpt = None,
 ) -> None:
     """Top-1 / top-5 / loss of MODEL on DATA (with the checkpoint's normalisation)."""
-    from edgeprune.train.run import evaluate_model
+    from edgeprune.jobs.train import evaluate_model
 
     r = evaluate_model(model, data, split=split, arch=arch, batch_size=batch_size, device=device, limit=limit)
     if as_json:
@@ -175,7 +175,7 @@ def prune(
                                                "Default: epoch 0 only.")] = None,
 ) -> None:
     """One-shot: apply every policy that fires at epoch 0 (or --epochs) — prune, regularize, thin — no training."""
-    from edgeprune.schedule.oneshot import prune_model
+    from edgeprune.jobs.prune import prune_model
 
     r = prune_model(model, schedule, output, thin=thin, data=data, arch=arch, epochs=epochs)
     when = "at epoch 0" if epochs is None else "over all its epochs" if epochs == "all" else \
@@ -212,7 +212,7 @@ def export_cmd(
     arch: ArchOpt = None,
 ) -> None:
     """Export to one ONNX file (+ OpenVINO IR), refused unless ONNX Runtime/OpenVINO match PyTorch."""
-    from edgeprune.export.job import export_model
+    from edgeprune.jobs.export import export_model
 
     r = export_model(model, output, opset=opset, dynamic_batch=dynamic_batch, openvino_dir=openvino, fp16=fp16,
                      data=data, arch=arch, exporter=exporter, tolerance=tolerance)
@@ -249,7 +249,7 @@ def bench(
     """Latency, end-to-end latency and throughput of MODEL on one backend and device."""
     from edgeprune.bench.protocol import Protocol
     from edgeprune.bench.result import text_summary
-    from edgeprune.bench.run import bench_model
+    from edgeprune.jobs.bench import bench_model
 
     protocol = Protocol(niter=niter, time_s=time_s, warmup=warmup, cv_threshold=cv, budget_s=budget)
     r = bench_model(model, backend=backend, device=device, batch=batch, protocol=protocol, hint=hint,
@@ -291,7 +291,7 @@ def schedule_suggest(
     arch: ArchOpt = None,
 ) -> None:
     """Write a one-shot filter-pruning schedule chosen from a sensitivity analysis."""
-    from edgeprune.schedule.suggest import suggest_schedule, write_suggestion
+    from edgeprune.analysis.suggest import suggest_schedule, write_suggestion
 
     s = suggest_schedule(csv, model, max_drop=max_drop, target_macs=target_macs, round_to=round_to, arch=arch)
     table = Table(title=f"{s.before.arch}: filters to prune")
@@ -323,7 +323,7 @@ def sensitivity(
     arch: ArchOpt = None,
 ) -> None:
     """Prune each weight alone at each sparsity and evaluate without retraining; resumes if interrupted."""
-    from edgeprune.analysis.sensitivity import run_sensitivity
+    from edgeprune.jobs.sensitivity import run_sensitivity
 
     r = run_sensitivity(model, data, output, group=group, sparsities=sparsities, layers=layers,
                         eval_batches=eval_batches, batch_size=batch_size, device=device, module_prefix=module_prefix,
@@ -410,7 +410,7 @@ def report_cmd(
 
         out.print(f"report: {write_study_report(path, output, study_name=study, png=png)}")
         return
-    from edgeprune.report.run_report import load_run_report, report_table
+    from edgeprune.analysis.run_report import load_run_report, report_table
 
     out.print(report_table(load_run_report(Path(path))))
 

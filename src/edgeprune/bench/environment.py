@@ -12,7 +12,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from edgeprune.bench.devices import available_cpus
+from edgeprune.runtime.devices import available_cpus
 
 PACKAGES = ("edgeprune", "torch", "numpy", "onnx", "onnxruntime", "openvino")
 

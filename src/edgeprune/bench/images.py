@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from edgeprune.data import load_dataset
 from edgeprune.errors import DataError, EdgepruneError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm")
@@ -83,8 +84,6 @@ def _from_dir(directory: Path, shape: tuple[int, int, int], n: int) -> BenchImag
 
 
 def _from_dataset(source: str, shape: tuple[int, int, int], n: int) -> BenchImages:
-    from edgeprune.data import load_dataset
-
     data = load_dataset(source, "test").subset(n)
     if data.input_shape != tuple(shape):
         raise DataError(f"its images are {data.input_shape}, the model takes {tuple(shape)}")

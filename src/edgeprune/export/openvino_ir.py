@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgeprune.export.errors import require
-from edgeprune.export.metadata import PREFIX
+from edgeprune.runtime.errors import require
+from edgeprune.runtime.metadata import PREFIX
 
 
 def convert_to_ir(onnx_path: Path, xml_path: Path, *, fp16: bool, metadata: dict[str, str]) -> Path:

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeprune.export.errors import ShapeError
+from edgeprune.runtime.errors import ShapeError
 
 #: Default tolerances on ``max_rel_diff``: f32 runtimes differ only by summation order (~1e-6 seen);
 #: FP16-compressed IR weights round every weight to 11 significant bits (~1e-3 seen).

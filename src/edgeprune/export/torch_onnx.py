@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from edgeprune.errors import ConfigError, UnknownNameError
-from edgeprune.export.errors import require
+from edgeprune.runtime.errors import require
 
 EXPORTERS = ("dynamo", "torchscript")
 INPUT_NAME, OUTPUT_NAME = "input", "logits"

@@ -30,9 +30,9 @@ import torch
 import torch.fx
 from torch import nn
 
-from edgeprune.analysis.summary import input_shape_of
 from edgeprune.errors import ConfigError
 from edgeprune.models.naming import normalize_module_name
+from edgeprune.models.summary import input_shape_of
 from edgeprune.pruning.activations import least_squares_refit, resolve_activation_module
 from edgeprune.pruning.criteria import (
     NamedNorm,

@@ -31,6 +31,7 @@ from matplotlib.ticker import MaxNLocator
 
 from edgeprune.errors import ConfigError
 from edgeprune.fileio import write_text
+from edgeprune.sweep.analysis import pareto_mask
 from edgeprune.sweep.results import StudyData, load_study_data
 
 STATE_COLOURS = {"COMPLETE": "#1b7837", "PRUNED": "#b8860b", "FAIL": "#b2182b", "RUNNING": "#2166ac",
@@ -55,8 +56,6 @@ def pareto_axes(data: StudyData) -> tuple[tuple[str, str], tuple[str, str]] | No
 
 
 def pareto_figure(data: StudyData) -> Figure | None:
-    from edgeprune.sweep.analysis import pareto_mask
-
     axes = pareto_axes(data)
     if axes is None:
         return None

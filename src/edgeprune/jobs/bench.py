@@ -17,15 +17,16 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from edgeprune.bench.backends import RunSettings, open_runner
-from edgeprune.bench.backends.base import timed
-from edgeprune.bench.devices import available_cpus
 from edgeprune.bench.environment import environment
 from edgeprune.bench.images import DEFAULT_IMAGES, benchmark_images, prepare, select
 from edgeprune.bench.protocol import Protocol, measure, time_round
 from edgeprune.bench.result import result_dict
 from edgeprune.errors import ConfigError
-from edgeprune.export.modelfile import model_kind
+from edgeprune.jobs.export import export_model
+from edgeprune.runtime.backends import RunSettings, open_runner
+from edgeprune.runtime.backends.base import timed
+from edgeprune.runtime.devices import available_cpus
+from edgeprune.runtime.modelfile import model_kind
 
 
 def bench_model(model: str, *, backend: str = "openvino", device: str = "CPU", batch: int = 1,
@@ -41,8 +42,6 @@ def bench_model(model: str, *, backend: str = "openvino", device: str = "CPU", b
     with contextlib.ExitStack() as stack:
         path, model_format = model, {"onnx": "onnx", "openvino": "openvino-ir"}.get(kind or "", "pytorch")
         if kind is None and backend != "torch":
-            from edgeprune.export.job import export_model
-
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="edgeprune-bench-")))
             path = str(export_model(model, tmp / "model.onnx", batch=batch, arch=arch, exporter=exporter).onnx)
             model_format = f"pytorch, exported to ONNX ({exporter})"

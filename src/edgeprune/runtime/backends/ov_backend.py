@@ -14,12 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from edgeprune.bench.backends.base import Runner, RunSettings, ThroughputRun, timed
-from edgeprune.bench.devices import check_not_removed, unavailable
 from edgeprune.errors import ConfigError
-from edgeprune.export.errors import ModelFileError, require
-from edgeprune.export.metadata import decode
-from edgeprune.export.modelfile import ModelIO, inspect_onnx, ir_weights, model_kind
+from edgeprune.runtime.backends.base import Runner, RunSettings, ThroughputRun, timed
+from edgeprune.runtime.devices import check_not_removed, unavailable
+from edgeprune.runtime.errors import ModelFileError, require
+from edgeprune.runtime.metadata import decode
+from edgeprune.runtime.modelfile import ModelIO, inspect_onnx, ir_weights, model_kind
 
 _META_DEVICES = ("AUTO", "MULTI", "HETERO", "BATCH")
 

@@ -15,10 +15,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from edgeprune.bench.backends.base import Runner, RunSettings, ThroughputRun, run_streams, timed
-from edgeprune.bench.devices import check_not_removed, unavailable
 from edgeprune.errors import ConfigError
-from edgeprune.export.modelfile import ModelIO, model_kind
+from edgeprune.models.checkpoint import load_checkpoint, model_from_checkpoint
+from edgeprune.models.resolve import resolve_model
+from edgeprune.models.summary import input_shape_of
+from edgeprune.runtime.backends.base import Runner, RunSettings, ThroughputRun, run_streams, timed
+from edgeprune.runtime.devices import check_not_removed, unavailable
+from edgeprune.runtime.modelfile import ModelIO, model_kind
 
 _DTYPES = {"bf16": torch.bfloat16, "f16": torch.float16}
 
@@ -27,10 +30,6 @@ class TorchRunner(Runner):
     backend = "torch"
 
     def __init__(self, model: str, settings: RunSettings, *, arch: str | None = None) -> None:
-        from edgeprune.analysis.summary import input_shape_of
-        from edgeprune.models.checkpoint import load_checkpoint, model_from_checkpoint
-        from edgeprune.models.resolve import resolve_model
-
         if model_kind(model) is not None:
             raise ConfigError(f"The torch backend runs checkpoints and zoo models, not the exported file {model}.",
                               hint="Benchmark .onnx with --backend onnxruntime|openvino, .xml with openvino.")

@@ -30,10 +30,10 @@ from matplotlib.ticker import MaxNLocator
 from rich.table import Table
 
 from edgeprune.analysis.plotting import save_figure
-from edgeprune.analysis.sparsity import sparsity_table
-from edgeprune.analysis.summary import model_summary
 from edgeprune.errors import ConfigError
 from edgeprune.fileio import write_json, write_text
+from edgeprune.models.sparsity import sparsity_table
+from edgeprune.models.summary import model_summary
 from edgeprune.schedule.policies import ExtensionPolicy, PruningPolicy
 from edgeprune.schedule.scheduler import CompressionScheduler
 from edgeprune.train.hooks import TrainingHooks

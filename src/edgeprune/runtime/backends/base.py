@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgeprune.export.errors import ShapeError
-from edgeprune.export.modelfile import ModelIO
+from edgeprune.runtime.errors import ShapeError
+from edgeprune.runtime.modelfile import ModelIO
 
 PRECISIONS = ("f32", "bf16", "f16")
 HINTS = ("latency", "throughput")

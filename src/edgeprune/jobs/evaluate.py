@@ -11,13 +11,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgeprune.bench.backends import Runner, RunSettings, open_runner
-from edgeprune.bench.backends.base import shape_text
-from edgeprune.bench.devices import available_cpus
 from edgeprune.data import BatchLoader, channel_stats, load_dataset
 from edgeprune.errors import ConfigError
-from edgeprune.export.errors import ShapeError
-from edgeprune.export.modelfile import model_kind
+from edgeprune.runtime.backends import Runner, RunSettings, open_runner
+from edgeprune.runtime.backends.base import shape_text
+from edgeprune.runtime.devices import available_cpus
+from edgeprune.runtime.errors import ShapeError
+from edgeprune.runtime.modelfile import model_kind
 from edgeprune.train.metrics import evaluate
 
 

@@ -16,8 +16,8 @@ from typing import Any
 
 from edgeprune.bench.protocol import Protocol
 from edgeprune.bench.result import comparable
-from edgeprune.bench.run import bench_model
 from edgeprune.errors import EdgepruneError
+from edgeprune.jobs.bench import bench_model
 
 
 def measure_interleaved(models: Mapping[str, Mapping[str, str]], repeats: int, protocol: Protocol,

@@ -13,11 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from edgeprune.bench.backends.base import Runner, RunSettings, ThroughputRun, run_streams, timed
-from edgeprune.bench.devices import check_not_removed, unavailable
 from edgeprune.errors import ConfigError
-from edgeprune.export.errors import ModelFileError, require
-from edgeprune.export.modelfile import inspect_onnx, model_kind
+from edgeprune.runtime.backends.base import Runner, RunSettings, ThroughputRun, run_streams, timed
+from edgeprune.runtime.devices import check_not_removed, unavailable
+from edgeprune.runtime.errors import ModelFileError, require
+from edgeprune.runtime.modelfile import inspect_onnx, model_kind
 
 _PROVIDERS = {"CPU": "CPUExecutionProvider", "GPU": "CUDAExecutionProvider"}
 

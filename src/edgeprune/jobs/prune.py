@@ -14,15 +14,15 @@ from pathlib import Path
 
 from torch import nn
 
-from edgeprune.analysis.sparsity import sparsity_table
-from edgeprune.analysis.summary import ModelSummary, model_summary
 from edgeprune.data import BatchLoader, load_dataset
 from edgeprune.errors import ConfigError
+from edgeprune.jobs.train import load_model_for_data, normalization_for
 from edgeprune.models.checkpoint import save_checkpoint
 from edgeprune.models.resolve import resolve_model
+from edgeprune.models.sparsity import sparsity_table
+from edgeprune.models.summary import ModelSummary, model_summary
 from edgeprune.schedule.config import load_schedule
 from edgeprune.schedule.scheduler import CompressionScheduler
-from edgeprune.train.run import load_model_for_data, normalization_for
 from edgeprune.train.seeding import seed_everything
 
 # Activation-ranked and feature-map pruners look at this many training images (Distiller's

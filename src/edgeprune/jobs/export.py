@@ -17,19 +17,20 @@ from typing import Any
 import numpy as np
 import torch
 
-from edgeprune.analysis.summary import input_shape_of
-from edgeprune.bench.backends import RunSettings
-from edgeprune.bench.backends.ort_backend import OnnxRuntimeRunner
-from edgeprune.bench.backends.ov_backend import OpenVINORunner
-from edgeprune.bench.devices import available_cpus
 from edgeprune.bench.images import prepare
+from edgeprune.data import load_dataset
 from edgeprune.errors import ConfigError
-from edgeprune.export.errors import ParityError, ShapeError
-from edgeprune.export.metadata import encode, provenance_metadata
 from edgeprune.export.openvino_ir import convert_to_ir
 from edgeprune.export.parity import TOLERANCE_F32, TOLERANCE_FP16_WEIGHTS, ParityReport, compare
 from edgeprune.export.torch_onnx import export_proto
 from edgeprune.models.resolve import resolve_model
+from edgeprune.models.summary import input_shape_of
+from edgeprune.runtime.backends import RunSettings
+from edgeprune.runtime.backends.ort_backend import OnnxRuntimeRunner
+from edgeprune.runtime.backends.ov_backend import OpenVINORunner
+from edgeprune.runtime.devices import available_cpus
+from edgeprune.runtime.errors import ParityError, ShapeError
+from edgeprune.runtime.metadata import encode, provenance_metadata
 
 PARITY_SAMPLES = 16
 
@@ -110,7 +111,6 @@ def _parity_inputs(shape: tuple[int, ...], normalize: dict[str, list[float]] | N
     if data is None:
         rng = np.random.default_rng(0)
         return rng.standard_normal((count, *shape), dtype=np.float32), f"{count} random inputs"
-    from edgeprune.data import load_dataset
 
     test = load_dataset(data, "test").subset(count)
     if test.input_shape != tuple(shape):

@@ -1,6 +1,6 @@
 """Benchmark backends behind one registry: ``openvino``, ``onnxruntime``, ``torch``.
 
-Adding a runtime is one :class:`~edgeprune.bench.backends.base.Runner` subclass registered here;
+Adding a runtime is one :class:`~edgeprune.runtime.backends.base.Runner` subclass registered here;
 ``--backend`` names are checked against the registry, so a typo gets the closest names.
 """
 
@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgeprune.bench.backends.base import HINTS, PRECISIONS, Runner, RunSettings, ThroughputRun
-from edgeprune.bench.backends.ort_backend import OnnxRuntimeRunner
-from edgeprune.bench.backends.ov_backend import OpenVINORunner
-from edgeprune.bench.backends.torch_backend import TorchRunner
 from edgeprune.errors import UnknownNameError
 from edgeprune.registry import Registry
+from edgeprune.runtime.backends.base import HINTS, PRECISIONS, Runner, RunSettings, ThroughputRun
+from edgeprune.runtime.backends.ort_backend import OnnxRuntimeRunner
+from edgeprune.runtime.backends.ov_backend import OpenVINORunner
+from edgeprune.runtime.backends.torch_backend import TorchRunner
 
 BACKENDS: Registry[type[Runner]] = Registry("benchmark backend")
 for _runner in (OpenVINORunner, OnnxRuntimeRunner, TorchRunner):

@@ -1,7 +1,7 @@
-"""The train / evaluate jobs behind the CLI: resolve model and data, check they fit, run.
+"""The train and evaluate verbs: resolve model and data, check they fit, run.
 
-Kept apart from ``cli.py`` so the same jobs are one call from Python, from the demo and from
-the sweep's trial pipeline.
+One call from Python (``edgeprune.train``/``edgeprune.evaluate``), from the CLI, the demo and the sweep's
+trial pipeline.
 """
 
 from __future__ import annotations
@@ -10,12 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
-from torch import nn
 
-from edgeprune.data import BatchLoader, ImageDataset, channel_stats, load_dataset
-from edgeprune.errors import ConfigError
-from edgeprune.models import MODELS
-from edgeprune.models.resolve import LoadedModel, resolve_model
+from edgeprune.analysis.run_report import RunReport
+from edgeprune.data import BatchLoader, load_dataset
+from edgeprune.jobs.evaluate import evaluate_exported
+from edgeprune.jobs.inputs import load_model_for_data, normalization_for
+from edgeprune.models.resolve import LoadedModel
 from edgeprune.schedule import CompressionScheduler, load_schedule
 from edgeprune.train.hooks import TrainingHooks
 from edgeprune.train.loop import TrainConfig, Trainer, TrainResult, resolve_device
@@ -28,38 +28,6 @@ class EvalResult:
     metrics: dict[str, float]
     images: int
     normalize: dict[str, list[float]]
-
-
-def load_model_for_data(spec: str, data: ImageDataset, arch: str | None = None) -> LoadedModel:
-    """Resolve MODEL; a zoo model is built for the data's channels and classes, a checkpoint is checked."""
-    if Path(spec).is_file():
-        loaded = resolve_model(spec, arch=arch)
-    elif spec in MODELS:
-        loaded = resolve_model(spec, num_classes=data.num_classes, in_channels=data.input_shape[0])
-        loaded.model.input_shape = data.input_shape  # summaries and exports use the data's real size
-    else:
-        loaded = resolve_model(spec)
-    check_fits(loaded.model, data, spec)
-    return loaded
-
-
-def check_fits(model: nn.Module, data: ImageDataset, spec: str) -> None:
-    """Fail early, in words, when the model's output classes do not match the data's."""
-    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    if linears and linears[-1].out_features != data.num_classes:
-        raise ConfigError(
-            f"Model {spec!r} predicts {linears[-1].out_features} classes but data {data.source!r} "
-            f"({data.split}) has {data.num_classes}.",
-            hint="Use a checkpoint trained on this data, or a zoo name so the model is built for it.",
-        )
-
-
-def normalization_for(loaded: LoadedModel, train_data: ImageDataset) -> dict[str, list[float]]:
-    """The checkpoint's recorded normalisation, else the training split's channel statistics."""
-    if loaded.normalize:
-        return {"mean": list(loaded.normalize["mean"]), "std": list(loaded.normalize["std"])}
-    mean, std = channel_stats(train_data)
-    return {"mean": list(mean), "std": list(std)}
 
 
 def train_model(
@@ -84,8 +52,6 @@ def train_model(
     )
     report = None
     if spec_schedule is not None:
-        from edgeprune.report.run_report import RunReport  # matplotlib only when there is a report to draw
-
         scheduler = CompressionScheduler(trainer.model, spec_schedule, trainer.optimizer, batches=trainer.train_loader)
         trainer.add_hook(scheduler)
         report = RunReport(trainer, scheduler)  # after the scheduler: it measures right after pruning
@@ -109,8 +75,6 @@ def evaluate_model(
     An exported model (.onnx, OpenVINO .xml) runs in its runtime, normalised as its metadata says.
     """
     if Path(spec).suffix.lower() in (".onnx", ".xml"):
-        from edgeprune.export.evaluate import evaluate_exported
-
         return EvalResult(*evaluate_exported(spec, data, split=split, batch_size=batch_size, limit=limit))
     test_data = load_dataset(data, split)
     if limit:

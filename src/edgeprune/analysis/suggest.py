@@ -41,11 +41,11 @@ import torch
 from torch import nn
 
 from edgeprune.analysis.sensitivity import Results, read_sensitivity_csv, read_state
-from edgeprune.analysis.summary import ModelSummary, model_summary
 from edgeprune.errors import ConfigError, UnknownNameError
 from edgeprune.fileio import write_text
 from edgeprune.models.naming import normalize_module_name
 from edgeprune.models.resolve import resolve_model
+from edgeprune.models.summary import ModelSummary, model_summary
 from edgeprune.pruning.dependency import ChannelGraph, channel_graph
 from edgeprune.pruning.ranking import num_structs_to_prune, prune_count
 from edgeprune.pruning.remover import DATASET_INPUT_SHAPES

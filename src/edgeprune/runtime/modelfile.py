@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgeprune.export.errors import ModelFileError, require
-from edgeprune.export.metadata import decode
+from edgeprune.runtime.errors import ModelFileError, require
+from edgeprune.runtime.metadata import decode
 
 ONNX_SUFFIX = ".onnx"
 IR_SUFFIX = ".xml"

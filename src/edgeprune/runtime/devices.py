@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 
-from edgeprune.export.errors import DeviceError
+from edgeprune.runtime.errors import DeviceError
 
 DEVICES = ("CPU", "GPU", "NPU", "AUTO")
 
