@@ -22,15 +22,15 @@ import json
 import tempfile
 from pathlib import Path
 
-from edgeprune.bench.environment import environment
-from edgeprune.bench.protocol import Protocol
 from edgeprune.jobs.compare import measure_interleaved, speedup_row
 from edgeprune.jobs.export import export_model
 from edgeprune.jobs.prune import prune_model
+from edgeprune.measurement.environment import environment
+from edgeprune.measurement.protocol import Protocol
 from edgeprune.models import create_model
 from edgeprune.models.checkpoint import save_checkpoint
 from edgeprune.models.summary import model_summary
-from edgeprune.train.seeding import seed_everything
+from edgeprune.training.seeding import seed_everything
 
 SCHEDULES = Path(__file__).resolve().parents[1] / "examples" / "schedules"
 ARCH = "resnet56_cifar"

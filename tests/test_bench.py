@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edgeprune.bench.protocol import LatencyStats, Protocol, measure
-from edgeprune.bench.result import comparable
 from edgeprune.errors import ConfigError, EdgepruneError
 from edgeprune.jobs.bench import bench_model
 from edgeprune.jobs.compare import measure_interleaved, speedup_row
 from edgeprune.jobs.export import export_model
+from edgeprune.measurement.protocol import LatencyStats, Protocol, measure
+from edgeprune.measurement.result import comparable
 from edgeprune.models import create_model
 from edgeprune.models.checkpoint import save_checkpoint
 from edgeprune.runtime.backends import RunSettings, open_runner

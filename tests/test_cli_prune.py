@@ -21,7 +21,7 @@ from edgeprune.models.sparsity import sparsity_3d
 from edgeprune.models.summary import model_summary
 from edgeprune.schedule.config import ScheduleWarning
 from edgeprune.schedule.scheduler import CompressionScheduler
-from edgeprune.train import TrainConfig
+from edgeprune.training import TrainConfig
 
 from .conftest import REPO, run_cli, shared_file
 

@@ -21,7 +21,7 @@ from edgeprune.jobs.train import evaluate_model, train_model
 from edgeprune.models.checkpoint import load_checkpoint, model_from_checkpoint
 from edgeprune.runtime.errors import ModelFileError, ParityError, ShapeError
 from edgeprune.runtime.modelfile import inspect_onnx
-from edgeprune.train import TrainConfig
+from edgeprune.training import TrainConfig
 
 from .conftest import REPO, run_cli, shared_file
 

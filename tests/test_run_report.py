@@ -11,7 +11,7 @@ from PIL import Image
 from edgeprune.analysis.run_report import report_rows
 from edgeprune.jobs.prune import prune_model
 from edgeprune.jobs.train import evaluate_model, train_model
-from edgeprune.train import TrainConfig
+from edgeprune.training import TrainConfig
 
 from .conftest import REPO, run_cli
 

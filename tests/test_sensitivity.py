@@ -24,7 +24,7 @@ from edgeprune.jobs.sensitivity import run_sensitivity
 from edgeprune.jobs.train import evaluate_model
 from edgeprune.pruning.masks import ParameterMasker
 from edgeprune.pruning.pruners import L1RankedStructureParameterPruner
-from edgeprune.train.metrics import evaluate
+from edgeprune.training.metrics import evaluate
 
 from .conftest import REPO, run_cli, shared_file
 from .tiny_nets import tiny_resnet

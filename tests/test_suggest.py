@@ -26,7 +26,7 @@ from edgeprune.models.checkpoint import load_checkpoint, model_from_checkpoint
 from edgeprune.models.summary import model_summary
 from edgeprune.pruning.dependency import channel_graph
 from edgeprune.schedule.config import parse_schedule
-from edgeprune.train import TrainConfig
+from edgeprune.training import TrainConfig
 
 from .conftest import REPO, run_cli
 

@@ -25,12 +25,12 @@ from typing import Any
 
 from edgeprune.analysis import run_report
 from edgeprune.analysis.run_report import load_run_report
-from edgeprune.bench.environment import environment
-from edgeprune.bench.protocol import Protocol
 from edgeprune.jobs.compare import measure_interleaved, speedup_row
 from edgeprune.jobs.export import export_model
 from edgeprune.jobs.prune import prune_model
 from edgeprune.jobs.train import evaluate_model
+from edgeprune.measurement.environment import environment
+from edgeprune.measurement.protocol import Protocol
 
 RUNS = {"agp": "Distiller resnet20_filters.schedule_agp", "agp4": "Distiller resnet20_filters.schedule_agp_4 (Leader)",
         "suggested": "suggested from the sensitivity analysis"}

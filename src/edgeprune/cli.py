@@ -127,7 +127,7 @@ def train(
 ) -> None:
     """Train or fine-tune MODEL on DATA, under a compression schedule if given; exact resume."""
     from edgeprune.jobs.train import train_model
-    from edgeprune.train.loop import TrainConfig
+    from edgeprune.training.loop import TrainConfig
 
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, momentum=momentum,
                       nesterov=nesterov, weight_decay=weight_decay, lr_schedule=lr_schedule, augment=augment,
@@ -247,9 +247,9 @@ def bench(
     arch: ArchOpt = None,
 ) -> None:
     """Latency, end-to-end latency and throughput of MODEL on one backend and device."""
-    from edgeprune.bench.protocol import Protocol
-    from edgeprune.bench.result import text_summary
     from edgeprune.jobs.bench import bench_model
+    from edgeprune.measurement.protocol import Protocol
+    from edgeprune.measurement.result import text_summary
 
     protocol = Protocol(niter=niter, time_s=time_s, warmup=warmup, cv_threshold=cv, budget_s=budget)
     r = bench_model(model, backend=backend, device=device, batch=batch, protocol=protocol, hint=hint,

@@ -36,9 +36,9 @@ from edgeprune.models.sparsity import sparsity_table
 from edgeprune.models.summary import model_summary
 from edgeprune.schedule.policies import ExtensionPolicy, PruningPolicy
 from edgeprune.schedule.scheduler import CompressionScheduler
-from edgeprune.train.hooks import TrainingHooks
-from edgeprune.train.loop import Trainer
-from edgeprune.train.metrics import evaluate
+from edgeprune.training.hooks import TrainingHooks
+from edgeprune.training.loop import Trainer
+from edgeprune.training.metrics import evaluate
 
 FORMAT = "edgeprune.run_report"
 REPORT_JSON, REPORT_MD, ACCURACY_PNG = "report.json", "report.md", "accuracy.png"

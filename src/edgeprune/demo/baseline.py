@@ -20,9 +20,10 @@ from edgeprune.data import load_dataset
 from edgeprune.demo.rundir import RunDir
 from edgeprune.demo.settings import DemoSettings
 from edgeprune.errors import ConfigError
-from edgeprune.jobs.train import evaluate_model, load_model_for_data, train_model
+from edgeprune.jobs.inputs import load_model_for_data
+from edgeprune.jobs.train import evaluate_model, train_model
 from edgeprune.models.summary import model_summary
-from edgeprune.train.loop import TrainConfig
+from edgeprune.training.loop import TrainConfig
 
 
 @dataclass(frozen=True)

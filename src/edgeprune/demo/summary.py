@@ -24,9 +24,9 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from edgeprune.conversion.openvino_ir import convert_to_ir
 from edgeprune.demo.baseline import Baseline
 from edgeprune.demo.rundir import RunDir
-from edgeprune.export.openvino_ir import convert_to_ir
 from edgeprune.report.study_html import write_study_report
 from edgeprune.sweep.analysis import pareto_mask
 from edgeprune.sweep.config import load_sweep

@@ -17,12 +17,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from edgeprune.bench.environment import environment
-from edgeprune.bench.images import DEFAULT_IMAGES, benchmark_images, prepare, select
-from edgeprune.bench.protocol import Protocol, measure, time_round
-from edgeprune.bench.result import result_dict
 from edgeprune.errors import ConfigError
 from edgeprune.jobs.export import export_model
+from edgeprune.measurement.environment import environment
+from edgeprune.measurement.images import DEFAULT_IMAGES, benchmark_images, prepare, select
+from edgeprune.measurement.protocol import Protocol, measure, time_round
+from edgeprune.measurement.result import result_dict
 from edgeprune.runtime.backends import RunSettings, open_runner
 from edgeprune.runtime.backends.base import timed
 from edgeprune.runtime.devices import available_cpus

@@ -14,10 +14,10 @@ import statistics
 from collections.abc import Mapping
 from typing import Any
 
-from edgeprune.bench.protocol import Protocol
-from edgeprune.bench.result import comparable
 from edgeprune.errors import EdgepruneError
 from edgeprune.jobs.bench import bench_model
+from edgeprune.measurement.protocol import Protocol
+from edgeprune.measurement.result import comparable
 
 
 def measure_interleaved(models: Mapping[str, Mapping[str, str]], repeats: int, protocol: Protocol,

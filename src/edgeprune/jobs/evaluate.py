@@ -18,7 +18,7 @@ from edgeprune.runtime.backends.base import shape_text
 from edgeprune.runtime.devices import available_cpus
 from edgeprune.runtime.errors import ShapeError
 from edgeprune.runtime.modelfile import model_kind
-from edgeprune.train.metrics import evaluate
+from edgeprune.training.metrics import evaluate
 
 
 class RuntimeModule(nn.Module):

@@ -17,12 +17,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from edgeprune.bench.images import prepare
+from edgeprune.conversion.openvino_ir import convert_to_ir
+from edgeprune.conversion.parity import TOLERANCE_F32, TOLERANCE_FP16_WEIGHTS, ParityReport, compare
+from edgeprune.conversion.torch_onnx import export_proto
 from edgeprune.data import load_dataset
 from edgeprune.errors import ConfigError
-from edgeprune.export.openvino_ir import convert_to_ir
-from edgeprune.export.parity import TOLERANCE_F32, TOLERANCE_FP16_WEIGHTS, ParityReport, compare
-from edgeprune.export.torch_onnx import export_proto
+from edgeprune.measurement.images import prepare
 from edgeprune.models.resolve import resolve_model
 from edgeprune.models.summary import input_shape_of
 from edgeprune.runtime.backends import RunSettings

@@ -16,14 +16,14 @@ from torch import nn
 
 from edgeprune.data import BatchLoader, load_dataset
 from edgeprune.errors import ConfigError
-from edgeprune.jobs.train import load_model_for_data, normalization_for
+from edgeprune.jobs.inputs import load_model_for_data, normalization_for
 from edgeprune.models.checkpoint import save_checkpoint
 from edgeprune.models.resolve import resolve_model
 from edgeprune.models.sparsity import sparsity_table
 from edgeprune.models.summary import ModelSummary, model_summary
 from edgeprune.schedule.config import load_schedule
 from edgeprune.schedule.scheduler import CompressionScheduler
-from edgeprune.train.seeding import seed_everything
+from edgeprune.training.seeding import seed_everything
 
 # Activation-ranked and feature-map pruners look at this many training images (Distiller's
 # ``--act-stats`` default pass is a fraction of an epoch too).

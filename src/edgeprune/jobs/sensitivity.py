@@ -18,9 +18,9 @@ from edgeprune.analysis.sensitivity import (
 from edgeprune.data import BatchLoader, load_dataset
 from edgeprune.errors import ConfigError
 from edgeprune.jobs.inputs import load_model_for_data, normalization_for
-from edgeprune.train.loop import resolve_device
-from edgeprune.train.metrics import evaluate
-from edgeprune.train.seeding import seed_everything
+from edgeprune.training.loop import resolve_device
+from edgeprune.training.metrics import evaluate
+from edgeprune.training.seeding import seed_everything
 
 
 def run_sensitivity(model_spec: str, data: str, out_dir: str | Path, *, group: str = "filter",

@@ -1,6 +1,6 @@
 """The train and evaluate verbs: resolve model and data, check they fit, run.
 
-One call from Python (``edgeprune.train``/``edgeprune.evaluate``), from the CLI, the demo and the sweep's
+One call from Python (``edgeprune.training``/``edgeprune.evaluate``), from the CLI, the demo and the sweep's
 trial pipeline.
 """
 
@@ -17,10 +17,10 @@ from edgeprune.jobs.evaluate import evaluate_exported
 from edgeprune.jobs.inputs import load_model_for_data, normalization_for
 from edgeprune.models.resolve import LoadedModel
 from edgeprune.schedule import CompressionScheduler, load_schedule
-from edgeprune.train.hooks import TrainingHooks
-from edgeprune.train.loop import TrainConfig, Trainer, TrainResult, resolve_device
-from edgeprune.train.metrics import evaluate
-from edgeprune.train.seeding import seed_everything
+from edgeprune.training.hooks import TrainingHooks
+from edgeprune.training.loop import TrainConfig, Trainer, TrainResult, resolve_device
+from edgeprune.training.metrics import evaluate
+from edgeprune.training.seeding import seed_everything
 
 
 @dataclass

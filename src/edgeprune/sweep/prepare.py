@@ -22,10 +22,11 @@ def prepare_base(cfg: SweepConfig, run_dir: Path, console: Console) -> str:
     """The dense checkpoint every trial prunes: the given one, or a zoo model built for the data and pre-trained
     once (``pretrain.epochs``, resumable; 0 keeps its seeded initial weights)."""
     from edgeprune.data import load_dataset
-    from edgeprune.jobs.train import load_model_for_data, normalization_for, train_model
+    from edgeprune.jobs.inputs import load_model_for_data, normalization_for
+    from edgeprune.jobs.train import train_model
     from edgeprune.models.checkpoint import save_checkpoint
-    from edgeprune.train.loop import TrainConfig
-    from edgeprune.train.seeding import seed_everything
+    from edgeprune.training.loop import TrainConfig
+    from edgeprune.training.seeding import seed_everything
 
     assert cfg.model is not None
     p, out = cfg.pretrain, run_dir / "base" / "checkpoint.pth"
@@ -51,7 +52,7 @@ def prepare_base(cfg: SweepConfig, run_dir: Path, console: Console) -> str:
 def preflight(cfg: SweepConfig, base: str) -> None:
     """Render the template with representative values and build it on the model: a typo fails now, not N times."""
     from edgeprune.data import load_dataset
-    from edgeprune.jobs.train import load_model_for_data
+    from edgeprune.jobs.inputs import load_model_for_data
     from edgeprune.schedule import timeline
     from edgeprune.sweep.template import TemplateError, render
 
@@ -71,7 +72,8 @@ def dense_reference(cfg: SweepConfig, model: str, out_dir: Path) -> tuple[dict[s
     """The dense model's top-1/top-5/loss, MACs and weights, and its parity-checked ONNX file (for its latency)."""
     from edgeprune.data import load_dataset
     from edgeprune.jobs.export import export_model
-    from edgeprune.jobs.train import evaluate_model, load_model_for_data
+    from edgeprune.jobs.inputs import load_model_for_data
+    from edgeprune.jobs.train import evaluate_model
     from edgeprune.models.summary import model_summary
 
     scores = evaluate_model(model, cfg.data).metrics

@@ -1,6 +1,6 @@
 """What a number was measured on: CPU, cores, OS, package versions, and how busy the machine was.
 
-Recorded with every result because latency depends on all of it, and :func:`~edgeprune.bench.result.comparable`
+Recorded with every result because latency depends on all of it, and :func:`~edgeprune.measurement.result.comparable`
 uses it to refuse comparing numbers from different machines.
 """
 

@@ -4,7 +4,7 @@ Why our own loop rather than Lightning: the compression schedule must run at exa
 every minibatch (Distiller's callback order, see ``hooks.py``), optimizer state must be thinned
 in place when layers shrink, and the loop has to stay within a few percent of a hand-written
 PyTorch loop (``benchmarks/train_loop.py``). The loop is small; everything that steers it is a
-:class:`~edgeprune.train.hooks.TrainingHooks`.
+:class:`~edgeprune.training.hooks.TrainingHooks`.
 
 Resume is exact: data order and augmentation are pure functions of (seed, epoch), and the
 checkpoint written after every epoch holds model, optimizer, LR scheduler, hook state and RNG
@@ -38,9 +38,9 @@ from edgeprune.errors import CheckpointError, ConfigError
 from edgeprune.fileio import write_json
 from edgeprune.models.checkpoint import load_checkpoint, load_state_dict_checked, save_checkpoint
 from edgeprune.models.widths import apply_widths
-from edgeprune.train.hooks import TrainingHooks
-from edgeprune.train.metrics import ClassificationMeter, evaluate
-from edgeprune.train.seeding import capture_rng, restore_rng, seed_everything
+from edgeprune.training.hooks import TrainingHooks
+from edgeprune.training.metrics import ClassificationMeter, evaluate
+from edgeprune.training.seeding import capture_rng, restore_rng, seed_everything
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 LR_SCHEDULES = ("constant", "cosine", "step")

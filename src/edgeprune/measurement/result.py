@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from edgeprune.bench.protocol import LatencyStats
+from edgeprune.measurement.protocol import LatencyStats
 
-SCHEMA = "edgeprune.bench/1"
+SCHEMA = "edgeprune.measurement/1"
 _LATENCY_FIELDS = ("median_ms", "avg_ms", "min_ms", "max_ms", "p90_ms", "p99_ms", "std_ms", "cv")
 #: Settings that change what a latency *is*; two results that differ in any of them are not comparable.
 _SETTINGS = ("batch", "input_shape", "threads", "hint")
