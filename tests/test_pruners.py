@@ -20,13 +20,6 @@ from edgeprune.pruning.activations import (
     needs_feature_maps,
     resolve_activation_module,
 )
-from edgeprune.pruning.agp import (
-    ActivationAPoZRankedFilterPruner_AGP,
-    AutomatedGradualPruner,
-    BernoulliFilterPruner_AGP,
-    L1RankedStructureParameterPruner_AGP,
-    agp_target_sparsity,
-)
 from edgeprune.pruning.criteria import filters_norm, l2_norm
 from edgeprune.pruning.masks import ParameterMasker, create_model_masks_dict
 from edgeprune.pruning.pruners import (
@@ -50,6 +43,13 @@ from edgeprune.pruning.pruners import (
     StructureParameterPruner,
     TaylorFOFilterPruner,
     following_batchnorm,
+)
+from edgeprune.pruning.pruners.agp import (
+    ActivationAPoZRankedFilterPruner_AGP,
+    AutomatedGradualPruner,
+    BernoulliFilterPruner_AGP,
+    L1RankedStructureParameterPruner_AGP,
+    agp_target_sparsity,
 )
 from edgeprune.pruning.registry import PRUNERS
 

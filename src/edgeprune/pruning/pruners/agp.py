@@ -15,21 +15,20 @@ import torch
 
 from edgeprune.errors import ConfigError
 from edgeprune.models.naming import normalize_module_name
-from edgeprune.pruning.criteria import create_mask_level_criterion
+from edgeprune.pruning.criteria import FILTER_GROUP_TYPES, create_mask_level_criterion
 from edgeprune.pruning.masks import MasksDict
-from edgeprune.pruning.pruners import (
+from edgeprune.pruning.pruners.base import BasePruner, Meta, canonical_weights, check_fraction
+from edgeprune.pruning.pruners.order import (
     ActivationAPoZRankedFilterPruner,
     ActivationMeanRankedFilterPruner,
-    BasePruner,
     BernoulliFilterPruner,
     GradientRankedFilterPruner,
+    RandomRankedFilterPruner,
+)
+from edgeprune.pruning.pruners.ranked import (
     L1RankedStructureParameterPruner,
     L2RankedStructureParameterPruner,
-    Meta,
-    RandomRankedFilterPruner,
     RankedStructurePruner,
-    canonical_weights,
-    check_fraction,
 )
 from edgeprune.pruning.registry import register_pruner
 
@@ -128,7 +127,7 @@ class StructuredAGP(AutomatedGradualPrunerBase):
 
 def _filters_only(name: str, cls: str, group_type: str) -> None:
     """Distiller asserted 3D/Filters for the filter-ranking AGP variants."""
-    if group_type not in ("3D", "Filters"):
+    if group_type not in FILTER_GROUP_TYPES:
         raise ConfigError(f"Pruner {name!r} ({cls}): group_type {group_type!r} is not supported; "
                           "accepted: 3D, Filters.")
 
