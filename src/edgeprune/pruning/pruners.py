@@ -74,6 +74,8 @@ Meta = Mapping[str, Any] | None
 FILTER_GROUP_TYPES = ("3D", "Filters")
 # The group types that zero whole filters or input channels, i.e. what thinning removes, by dimension.
 STRUCTURE_DIMS = {"3D": "filters", "Filters": "filters", "Channels": "channels"}
+# A ranked pruner's "Rows" of a Linear weight are its input columns (Distiller), i.e. channels to thinning.
+RANKED_STRUCTURE_DIMS = {**STRUCTURE_DIMS, "Rows": "channels"}
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -229,7 +231,7 @@ class RankedStructurePruner(_WeightsPruner):
         self._pending: dict[str, torch.Tensor | None] = {}  # auto_group maps not yet taken in this round
 
     def structure_dims(self) -> dict[str, str]:
-        dim = STRUCTURE_DIMS.get(self.group_type)
+        dim = RANKED_STRUCTURE_DIMS.get(self.group_type)
         return dict.fromkeys(self.params_names, dim) if dim else {}
 
     @property

@@ -344,7 +344,11 @@ def check_structure_coupling(spec: ScheduleSpec, policies: Sequence[Policy], ctx
     prunes only some of a coupled group (Distiller issue #304) or shares a group with another pruner raises a
     :class:`ScheduleError` at its YAML key with the fix. Without such thinning, masks-only pruning is legal,
     as in Distiller: a :class:`ScheduleWarning`. A thinning extension with ``auto_group: true`` keeps such
-    filters instead of refusing, so that also only warns. Nothing is checked when the input shape is unknown.
+    filters instead of refusing, so that also only warns. ``thin_all`` (``prune --thin``) sweeps up whatever
+    is zero at the end, so a pruner that zeroes only part of a coupled group (e.g. a ``Rows`` pruner on the fc
+    that reads a residual stream beside convs) only warns that those structures stay zeroed in place, which
+    is what Distiller's own published results of such schedules show. Nothing is checked when the input
+    shape is unknown.
     """
     structural = {policy.instance_name: policy.pruner for policy in policies
                   if isinstance(policy, PruningPolicy) and policy.pruner.structure_dims()}
@@ -364,7 +368,16 @@ def check_structure_coupling(spec: ScheduleSpec, policies: Sequence[Policy], ctx
         thinner = next((refusing[c.dim] for c in found[name] if refusing[c.dim] is not None), None)
         if thinner is not None:
             errors = [c for c in found[name] if refusing[c.dim] is not None]
-            if all(c.pruned == c.group and not c.others for c in errors) and structural[name].group_coupled_weights():
+            if thinner.origin is None:  # thin_all sweeps up what is zero: part of a group stays zero in place
+                kept = [c for c in errors if c.pruned != c.group and not c.others]
+                if kept:
+                    warned.append((name, _kept_warning(kept, thinner)))
+                    errors = [c for c in errors if c not in kept]
+                    found[name] = [c for c in found[name] if c not in kept]
+            if not errors:
+                if not found[name]:
+                    continue
+            elif all(c.pruned == c.group and not c.others for c in errors) and structural[name].group_coupled_weights():
                 warned.append((name, _grouped_warning(errors, thinner)))
                 found[name] = [c for c in found[name] if c not in errors]
                 if not found[name]:
@@ -446,6 +459,14 @@ def _grouped_warning(couplings: list[Coupling], thinner: _Thinner) -> str:
             f"{unit}s; because {thinner.label} thins them, edgeprune ranks each coupled group as one "
             f"(auto_group: true): each weight loses as many {unit}s as in Distiller (the same shapes and MACs), "
             f"and the same ones. Set auto_group: true on this pruner to silence this warning.")
+
+
+def _kept_warning(couplings: list[Coupling], thinner: _Thinner) -> str:
+    unit = UNIT[couplings[0].dim]
+    return (f"{'; '.join(c.describe() for c in couplings)}. {thinner.label} removes {unit}s only where every coupled "
+            f"weight has them zero, so these {unit}s stay zeroed in place (as in Distiller's own results of such "
+            f"schedules); to remove them, prune the whole coupled group with one map (auto_group: true or "
+            f"group_dependency: Leader).")
 
 
 def _masks_only_warning(couplings: list[Coupling], keeping: list[_Thinner], class_name: str) -> str:
