@@ -16,7 +16,6 @@ from torch import nn
 
 from edgeprune.errors import ConfigError
 from edgeprune.models import create_model
-from edgeprune.pruning.criteria import filters_norm
 from edgeprune.pruning.masks import create_model_masks_dict
 from edgeprune.pruning.pruners import (
     BNScaleFilterPruner,
@@ -219,7 +218,7 @@ def test_auto_group_one_shot_on_resnet20_thins_to_a_consistent_model() -> None:
     assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
     # The stream kept the 16 filters with the largest summed mean |w| of its four convs (the downsample reads
     # the layer1 stream, which is not thinned, so its weight is exactly those filters).
-    summed = sum(filters_norm(before[f"{layer}.weight"], length_normalized=True) for layer in LAYER2_STREAM)
+    summed = sum(before[f"{layer}.weight"].abs().flatten(1).mean(1) for layer in LAYER2_STREAM)
     kept = sorted(torch.argsort(summed, descending=True)[:16].tolist())
     assert torch.equal(model.layer2[0].downsample[0].weight.detach(), before["layer2.0.downsample.0.weight"][kept])
 
