@@ -358,9 +358,10 @@ def check_structure_coupling(spec: ScheduleSpec, policies: Sequence[Policy], ctx
     graph = _graph_for_check(ctx, thinners, spec.source)
     if graph is None:
         return
-    found = _couplings(graph, structural)
     first_epoch = {name: min(e for policy in policies if isinstance(policy, PruningPolicy)
-                             and policy.instance_name == name for e in policy.epochs) for name in found}
+                             and policy.instance_name == name for e in policy.epochs) for name in structural}
+    _check_removable(spec, graph, structural, thinners, first_epoch)
+    found = _couplings(graph, structural)
     warned = []
     for name in (n for n in spec.pruners if n in found):  # YAML order
         refusing = {dim: next((t for t in thinners if dim in t.dims and not t.auto_group
@@ -390,6 +391,34 @@ def check_structure_coupling(spec: ScheduleSpec, policies: Sequence[Policy], ctx
         warned.append((name, _masks_only_warning(found[name], keeping, spec.pruners[name].class_name)))
     for name, message in warned:
         spec.source.warn(("pruners", name), message)
+
+
+def _check_removable(spec: ScheduleSpec, graph: ChannelGraph, structural: dict[str, Any], thinners: list[_Thinner],
+                     first_epoch: dict[str, int]) -> None:
+    """Refuse now what thinning would refuse whatever training does: a pruner whose target empties a weight's
+    filters (input channels), or that prunes channels which nothing can remove (the model output, a grouped
+    conv, an op the trace cannot see through), when a thinner of that dimension runs after it starts."""
+    blocked = graph.blocked()
+    for name in (n for n in spec.pruners if n in structural):  # YAML order
+        pruner = structural[name]
+        target = max(float(getattr(pruner, key, 0) or 0) for key in ("desired_sparsity", "final_sparsity"))
+        for weight, dim in pruner.structure_dims().items():
+            thinner = next((t for t in thinners if dim in t.dims and t.last_epoch >= first_epoch[name]), None)
+            layer = getattr(graph, STRUCTURE_TABLES[dim]).get(weight.removesuffix(".weight"))
+            if thinner is None or layer is None:
+                continue
+            if target >= 1.0:
+                raise spec.source.error(("pruners", name), f"its target sparsity 1.0 zeroes all {len(layer.classes)} "
+                                        f"{UNIT[dim]}s of {weight!r}, and {thinner.label} would then refuse to "
+                                        "remove them all (a layer cannot lose every one)",
+                                        hint="Lower the target below 1.0, or drop the weight from this pruner.")
+            if not thinner.auto_group and bool(blocked[layer.classes].all()):
+                reasons = "; ".join(graph.blocked_reasons(layer.classes.tolist()))
+                raise spec.source.error(("pruners", name), f"it prunes {UNIT[dim]}s of {weight!r}, which also reach "
+                                        f"{reasons}, which cannot lose channels, so {thinner.label} would refuse "
+                                        "to remove them", hint=f"Drop {weight!r} from this pruner"
+                                        + (f", or set auto_group: true on {thinner.name} to keep such {UNIT[dim]}s."
+                                           if thinner.origin is not None else "."))
 
 
 def _thinners(policies: Sequence[Policy], thin_all: bool) -> list[_Thinner]:
