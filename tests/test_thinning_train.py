@@ -76,7 +76,8 @@ def test_a_structure_target_of_one_is_refused_when_the_schedule_is_built() -> No
     with pytest.raises(ScheduleError, match=r"s.yaml:3:3: pruners.p: its target sparsity 1.0 zeroes all 16 filters "
                                             r"of 'layer1.0.conv1.weight'.*extension 'thinner' \(epoch 3\)"):
         CompressionScheduler(create_model("resnet20_cifar"), parse_schedule(text, "s.yaml"))
-    CompressionScheduler(create_model("resnet20_cifar"), parse_schedule(_structure_schedule("layer1.0.conv1.weight", 0.9), "s.yaml"))
+    below = _structure_schedule("layer1.0.conv1.weight", 0.9)
+    CompressionScheduler(create_model("resnet20_cifar"), parse_schedule(below, "s.yaml"))
 
 
 class OutputConvNet(torch.nn.Module):
