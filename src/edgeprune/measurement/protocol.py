@@ -67,10 +67,13 @@ class Measurement:
     cv_met: bool
 
 
-def time_round(call: Callable[[int], object], protocol: Protocol) -> LatencyStats:
-    """One round: ``call(i)`` for i = 0, 1, ... timed individually, for ``niter`` calls or ``time_s`` seconds."""
+def time_round(call: Callable[[int], object], protocol: Protocol,
+               clock: Callable[[], float] = time.perf_counter) -> LatencyStats:
+    """One round: ``call(i)`` for i = 0, 1, ... timed individually, for ``niter`` calls or ``time_s`` seconds.
+
+    ``clock`` (seconds) is injectable so that the protocol's decisions can be tested without real time.
+    """
     samples: list[float] = []
-    clock = time.perf_counter
     start = clock()
     i = 0
     while (protocol.time_s is None and i < protocol.niter) or \
@@ -82,16 +85,17 @@ def time_round(call: Callable[[int], object], protocol: Protocol) -> LatencyStat
     return LatencyStats.from_samples(samples)
 
 
-def measure(call: Callable[[int], object], protocol: Protocol) -> Measurement:
+def measure(call: Callable[[int], object], protocol: Protocol,
+            clock: Callable[[], float] = time.perf_counter) -> Measurement:
     """Warm up, then rounds until steady (CV under the threshold) or out of budget; the last round counts."""
     for i in range(protocol.warmup):
         call(i)
-    start = time.perf_counter()
+    start = clock()
     rounds = 0
     while True:
-        stats = time_round(call, protocol)
+        stats = time_round(call, protocol, clock)
         rounds += 1
         if stats.cv <= protocol.cv_threshold:
             return Measurement(stats, rounds, True)
-        if time.perf_counter() - start >= protocol.budget_s:
+        if clock() - start >= protocol.budget_s:
             return Measurement(stats, rounds, False)

@@ -356,7 +356,11 @@ def check_structure_coupling(spec: ScheduleSpec, policies: Sequence[Policy], ctx
     prunes only some of a coupled group (Distiller issue #304) or shares a group with another pruner raises a
     :class:`ScheduleError` at its YAML key with the fix. Without such thinning, masks-only pruning is legal,
     as in Distiller: a :class:`ScheduleWarning`. A thinning extension with ``auto_group: true`` keeps such
-    filters instead of refusing, so that also only warns. Nothing is checked when the input shape is unknown.
+    filters instead of refusing, so that also only warns. ``thin_all`` (``prune --thin``) sweeps up whatever
+    is zero at the end, so a pruner that zeroes only part of a coupled group (e.g. a ``Rows`` pruner on the fc
+    that reads a residual stream beside convs) only warns that those structures stay zeroed in place, which
+    is what Distiller's own published results of such schedules show. Nothing is checked when the input
+    shape is unknown.
     """
     structural = {policy.instance_name: policy.pruner for policy in policies
                   if isinstance(policy, PruningPolicy) and policy.pruner.structure_dims()}
@@ -366,9 +370,10 @@ def check_structure_coupling(spec: ScheduleSpec, policies: Sequence[Policy], ctx
     graph = _graph_for_check(ctx, thinners, spec.source)
     if graph is None:
         return
-    found = _couplings(graph, structural)
     first_epoch = {name: min(e for policy in policies if isinstance(policy, PruningPolicy)
-                             and policy.instance_name == name for e in policy.epochs) for name in found}
+                             and policy.instance_name == name for e in policy.epochs) for name in structural}
+    _check_removable(spec, graph, structural, thinners, first_epoch)
+    found = _couplings(graph, structural)
     warned = []
     for name in (n for n in spec.pruners if n in found):  # YAML order
         refusing = {dim: next((t for t in thinners if dim in t.dims and not t.auto_group
@@ -376,7 +381,16 @@ def check_structure_coupling(spec: ScheduleSpec, policies: Sequence[Policy], ctx
         thinner = next((refusing[c.dim] for c in found[name] if refusing[c.dim] is not None), None)
         if thinner is not None:
             errors = [c for c in found[name] if refusing[c.dim] is not None]
-            if all(c.pruned == c.group and not c.others for c in errors) and structural[name].group_coupled_weights():
+            if thinner.origin is None:  # thin_all sweeps up what is zero: part of a group stays zero in place
+                kept = [c for c in errors if c.pruned != c.group and not c.others]
+                if kept:
+                    warned.append((name, _kept_warning(kept, thinner)))
+                    errors = [c for c in errors if c not in kept]
+                    found[name] = [c for c in found[name] if c not in kept]
+            if not errors:
+                if not found[name]:
+                    continue
+            elif all(c.pruned == c.group and not c.others for c in errors) and structural[name].group_coupled_weights():
                 warned.append((name, _grouped_warning(errors, thinner)))
                 found[name] = [c for c in found[name] if c not in errors]
                 if not found[name]:
@@ -389,6 +403,34 @@ def check_structure_coupling(spec: ScheduleSpec, policies: Sequence[Policy], ctx
         warned.append((name, _masks_only_warning(found[name], keeping, spec.pruners[name].class_name)))
     for name, message in warned:
         spec.source.warn(("pruners", name), message)
+
+
+def _check_removable(spec: ScheduleSpec, graph: ChannelGraph, structural: dict[str, Any], thinners: list[_Thinner],
+                     first_epoch: dict[str, int]) -> None:
+    """Refuse now what thinning would refuse whatever training does: a pruner whose target empties a weight's
+    filters (input channels), or that prunes channels which nothing can remove (the model output, a grouped
+    conv, an op the trace cannot see through), when a thinner of that dimension runs after it starts."""
+    blocked = graph.blocked()
+    for name in (n for n in spec.pruners if n in structural):  # YAML order
+        pruner = structural[name]
+        target = max(float(getattr(pruner, key, 0) or 0) for key in ("desired_sparsity", "final_sparsity"))
+        for weight, dim in pruner.structure_dims().items():
+            thinner = next((t for t in thinners if dim in t.dims and t.last_epoch >= first_epoch[name]), None)
+            layer = getattr(graph, STRUCTURE_TABLES[dim]).get(weight.removesuffix(".weight"))
+            if thinner is None or layer is None:
+                continue
+            if target >= 1.0:
+                raise spec.source.error(("pruners", name), f"its target sparsity 1.0 zeroes all {len(layer.classes)} "
+                                        f"{UNIT[dim]}s of {weight!r}, and {thinner.label} would then refuse to "
+                                        "remove them all (a layer cannot lose every one)",
+                                        hint="Lower the target below 1.0, or drop the weight from this pruner.")
+            if not thinner.auto_group and bool(blocked[layer.classes].all()):
+                reasons = "; ".join(graph.blocked_reasons(layer.classes.tolist()))
+                raise spec.source.error(("pruners", name), f"it prunes {UNIT[dim]}s of {weight!r}, which also reach "
+                                        f"{reasons}, which cannot lose channels, so {thinner.label} would refuse "
+                                        "to remove them", hint=f"Drop {weight!r} from this pruner"
+                                        + (f", or set auto_group: true on {thinner.name} to keep such {UNIT[dim]}s."
+                                           if thinner.origin is not None else "."))
 
 
 def _thinners(policies: Sequence[Policy], thin_all: bool) -> list[_Thinner]:
@@ -458,6 +500,14 @@ def _grouped_warning(couplings: list[Coupling], thinner: _Thinner) -> str:
             f"{unit}s; because {thinner.label} thins them, edgeprune ranks each coupled group as one "
             f"(auto_group: true): each weight loses as many {unit}s as in Distiller (the same shapes and MACs), "
             f"and the same ones. Set auto_group: true on this pruner to silence this warning.")
+
+
+def _kept_warning(couplings: list[Coupling], thinner: _Thinner) -> str:
+    unit = UNIT[couplings[0].dim]
+    return (f"{'; '.join(c.describe() for c in couplings)}. {thinner.label} removes {unit}s only where every coupled "
+            f"weight has them zero, so these {unit}s stay zeroed in place (as in Distiller's own results of such "
+            f"schedules); to remove them, prune the whole coupled group with one map (auto_group: true or "
+            f"group_dependency: Leader).")
 
 
 def _masks_only_warning(couplings: list[Coupling], keeping: list[_Thinner], class_name: str) -> str:

@@ -34,7 +34,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from edgeprune.data import BatchLoader, ImageDataset
-from edgeprune.errors import CheckpointError, ConfigError
+from edgeprune.errors import CheckpointError, ConfigError, EdgepruneError, add_hint
 from edgeprune.fileio import write_json
 from edgeprune.models.checkpoint import load_checkpoint, load_state_dict_checked, save_checkpoint
 from edgeprune.models.widths import apply_widths
@@ -46,6 +46,7 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 LR_SCHEDULES = ("constant", "cosine", "step")
 LAST = "checkpoint.pth"
 BEST = "best.pth"
+STOPPED = "stopped.pth"  # the model as it was when a hook refused to go on (e.g. thinning at its epoch)
 
 
 @dataclass
@@ -236,8 +237,11 @@ class Trainer:
         task = progress.add_task(f"epoch {epoch}", total=steps) if progress else None
         for step, (x, y) in enumerate(self.train_loader):
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-            for hook in hooks:
-                hook.on_minibatch_begin(epoch, step, steps, optimizer)
+            try:
+                for hook in hooks:
+                    hook.on_minibatch_begin(epoch, step, steps, optimizer)
+            except EdgepruneError as exc:
+                raise self._stopped(epoch, step, exc)  # noqa: B904  (the same error, with a longer hint)
             with torch.autocast("cuda", dtype=torch.float16) if self.use_amp else contextlib.nullcontext():
                 logits = model(x)
                 loss = F.cross_entropy(logits, y)
@@ -265,8 +269,19 @@ class Trainer:
             progress.remove_task(task)
         return meter.result()
 
-    def _save(self, epoch: int, metrics: dict[str, float]) -> None:
-        common = dict(
+    def _stopped(self, epoch: int, step: int, exc: EdgepruneError) -> EdgepruneError:
+        """Save the model before a hook's refusal ends the run (what only the thinning epoch can tell, such as
+        zeros that training produced), and say where the work is, so that fixing the schedule loses no epoch."""
+        path = self.out_dir / STOPPED
+        save_checkpoint(path, self.model, **self._checkpoint_fields(epoch - 1, self.history[-1] if self.history
+                                                                          else {}))
+        resumable = (f"the run through epoch {epoch - 1} is in {self.out_dir / LAST}: fix the schedule and run "
+                     "the same command again to resume from it; " if (self.out_dir / LAST).exists() else "")
+        return add_hint(exc, f"Nothing is lost: {resumable}the model as it stood at epoch {epoch}, minibatch {step} "
+                             f"(pruned, not thinned) is saved to {path}.")
+
+    def _checkpoint_fields(self, epoch: int, metrics: dict[str, float]) -> dict[str, Any]:
+        return dict(
             arch=self.arch, arch_kwargs=self.arch_kwargs, epoch=epoch, metrics=metrics,
             dataset={"name": self.train_data.name, "source": self.train_data.source,
                      "num_classes": self.train_data.num_classes, "classes": list(self.train_data.classes),
@@ -274,6 +289,9 @@ class Trainer:
             normalize=self.normalize, seed=self.cfg.seed,
             provenance={**self.provenance, "train_config": asdict(self.cfg)},
         )
+
+    def _save(self, epoch: int, metrics: dict[str, float]) -> None:
+        common = self._checkpoint_fields(epoch, metrics)
         save_checkpoint(
             self.out_dir / LAST, self.model, optimizer=self.optimizer, lr_scheduler=self.lr_scheduler,
             schedule={"hooks": [h.state_dict() for h in self.hooks], "history": self.history},

@@ -13,6 +13,8 @@ from edgeprune.models.naming import normalize_module_name
 Meta = Mapping[str, Any] | None
 # The group types that zero whole filters or input channels, i.e. what thinning removes, by dimension.
 STRUCTURE_DIMS = {"3D": "filters", "Filters": "filters", "Channels": "channels"}
+# A ranked pruner's "Rows" of a Linear weight are its input columns (Distiller), i.e. channels to thinning.
+RANKED_STRUCTURE_DIMS = {**STRUCTURE_DIMS, "Rows": "channels"}
 
 
 # --------------------------------------------------------------------------------------------------------------

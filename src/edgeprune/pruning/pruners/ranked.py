@@ -25,6 +25,7 @@ from edgeprune.pruning.criteria import (
 from edgeprune.pruning.dependency import channel_graph, coupled_weight_groups
 from edgeprune.pruning.masks import MasksDict
 from edgeprune.pruning.pruners.base import (
+    RANKED_STRUCTURE_DIMS,
     STRUCTURE_DIMS,
     Meta,
     WeightsPruner,
@@ -111,7 +112,7 @@ class RankedStructurePruner(WeightsPruner):
         self._pending: dict[str, torch.Tensor | None] = {}  # auto_group maps not yet taken in this round
 
     def structure_dims(self) -> dict[str, str]:
-        dim = STRUCTURE_DIMS.get(self.group_type)
+        dim = RANKED_STRUCTURE_DIMS.get(self.group_type)
         return dict.fromkeys(self.params_names, dim) if dim else {}
 
     @property
