@@ -448,10 +448,13 @@ def sweep_cmd(
     if study is not None:
         raise typer.BadParameter(f"unexpected argument {study!r} (only 'status' takes one)")
     from edgeprune.sweep.config import load_sweep
+    from edgeprune.sweep.dashboard import dashboard_command
     from edgeprune.sweep.storage import redact
 
     cfg = load_sweep(target)
     run_dir = output or Path("runs/sweeps") / cfg.study_name
+    where = run_dir if storage is None else f"{redact(storage)} --study {cfg.study_name}"
+    err.print(f"live view: {dashboard_command(str(where))}", highlight=False, soft_wrap=True)
     try:
         if cfg.is_program:
             from edgeprune.sweep.runner import SweepRunner
@@ -469,7 +472,6 @@ def sweep_cmd(
         raise typer.Exit(130) from None
     counts = ", ".join(f"{n} {s}" for s, n in result.counts.items() if n)
     out.print(f"{result.study_name}: {counts or 'no trials'} ({result.stop_reason})")
-    where = run_dir if storage is None else f"{redact(storage)} --study {cfg.study_name}"
     out.print(f"status: edgeprune sweep status {where}    report: edgeprune report {where} -o "
               f"{run_dir / 'report.html'}")
     for agent in failed:
@@ -500,6 +502,30 @@ def demo(
         err.print(f"interrupted: what is done stays in {output}; run the same command to continue")
         raise typer.Exit(130) from None
     print_summary(result, out)
+
+
+@app.command("dashboard")
+def dashboard_cmd(
+    target: Annotated[str, typer.Argument(help="The sweep: its run directory, study.db or storage URL "
+                                               "(postgresql://..., redis://...).")],
+    study: Annotated[str | None, typer.Option("--study", help="The study, if the storage holds several.")] = None,
+    port: Annotated[int, typer.Option("--port", help="Port to listen on (0: any free port).")] = 8080,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on (0.0.0.0: every interface).")] = (
+        "127.0.0.1"),
+    latency_budget: Annotated[float | None, typer.Option(
+        "--latency-budget", help="Milliseconds: trials measured slower are marked infeasible in the live views "
+                                 "(stored with the study).")] = None,
+) -> None:
+    """Open the live view of a running or finished sweep in the browser (optuna-dashboard + edgeprune's views)."""
+    from edgeprune.sweep.dashboard import open_dashboard
+
+    dashboard = open_dashboard(target, study, host=host, port=port, latency_budget_ms=latency_budget)
+    out.print(f"live view of {dashboard.study.study_name}: {dashboard.url}  (Ctrl-C stops it)", highlight=False,
+              soft_wrap=True)
+    try:
+        dashboard.serve(err)
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
 
 
 agent_app = typer.Typer(no_args_is_help=True, help="Producer/consumer agents: produce a sweep's trials on some "
