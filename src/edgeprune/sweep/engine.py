@@ -285,7 +285,10 @@ class SweepStudy:
         number = self._set_attrs(trial, {"metrics": metrics, **attrs})
         self.study.tell(number, [float(metrics[o.name]) for o in self.cfg.directions])
         self.refresh_analysis()
-        publish_live_views(self.study, self.storage_url)  # edgeprune's figures on the live dashboard
+        try:  # edgeprune's figures on the live dashboard; the result is told already and must stay so
+            publish_live_views(self.study, self.storage_url)
+        except Exception as exc:  # a locked or unreachable storage: the next result or dashboard redraws them
+            warnings.warn(f"trial {number}: the live dashboard's figures were not updated: {exc}", stacklevel=2)
 
     def fail(self, trial: Trial | int, error: str, *, pruned: bool = False, **attrs: Any) -> None:
         number = self._set_attrs(trial, {"error": error, **attrs})
