@@ -157,7 +157,7 @@ def front_figure(data: StudyData) -> Any:
         title={"text": f"{yn} vs measured {xn}: {status}<br><sup>{devices(data)}</sup>", "font": {"size": 14}},
         xaxis_title=xn + (" (median, ms)" if xn == "latency_ms" else ""),
         yaxis_title=yn + (" (%)" if yn == "top1" else ""), height=HEIGHT, margin={"l": 60, "r": 20, "t": 70, "b": 50},
-        legend={"orientation": "h", "y": -0.22}, template="plotly_white")
+        legend={"orientation": "h", "y": -0.22}, template="none")
     return fig
 
 
@@ -215,7 +215,7 @@ def speedup_figure(data: StudyData) -> Any:
                                      f"{devices(data)}</sup>", "font": {"size": 14}},
                       xaxis_title="dense MACs / trial MACs", yaxis_title="dense latency / trial latency",
                       height=HEIGHT, margin={"l": 60, "r": 20, "t": 70, "b": 50},
-                      legend={"orientation": "h", "y": -0.22}, template="plotly_white")
+                      legend={"orientation": "h", "y": -0.22}, template="none")
     return fig
 
 
