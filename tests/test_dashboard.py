@@ -18,6 +18,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import optuna
 import pytest
@@ -34,7 +35,7 @@ pytest.importorskip("optuna_dashboard", reason="the live view needs pip install 
 pytest_plugins = ["tests.services"]
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-from edgeprune.sweep.dashboard import open_dashboard  # noqa: E402 - after the skip
+from edgeprune.sweep.dashboard import REFRESH_S, open_dashboard  # noqa: E402 - after the skip
 from edgeprune.sweep.live import FRONT_ID, SPEEDUP_ID, TABLE_ID, live_views  # noqa: E402
 from edgeprune.sweep.results import load_study_data  # noqa: E402
 
@@ -109,7 +110,8 @@ def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 def test_the_dashboard_serves_results_told_elsewhere_as_they_arrive(storage_url: str) -> None:
     """The distributed case: the dashboard reads the study; another process (here: another storage connection)
-    tells a result; edgeprune's front on the dashboard's API follows without restarting anything."""
+    tells a result; edgeprune's front on the dashboard's API follows without restarting anything — drawn by the
+    teller, or by the dashboard itself when the teller lacks the extra."""
     study = told_study(storage_url, RESULTS[:2])
     dashboard = open_dashboard(storage_url, port=0)
     server = threading.Thread(target=dashboard.serve, args=(Console(file=io.StringIO()),), daemon=True)
@@ -122,6 +124,11 @@ def test_the_dashboard_serves_results_told_elsewhere_as_they_arrive(storage_url:
         elsewhere.complete(asked.trial, {"top1": 99.0, "latency_ms": 0.1, "macs": 1e5}, measured_on=DEVICE)
         after = api_front(dashboard.url)
         assert after is not None and "1 of 3 measured trials on the front" in after["layout"]["title"]["text"]
+        with mock.patch("edgeprune.sweep.engine.publish_live_views", return_value=[]):  # a teller without the extra
+            asked = elsewhere.ask()
+            elsewhere.complete(asked.trial, {"top1": 80.0, "latency_ms": 5.0, "macs": 1e6}, measured_on=DEVICE)
+        wait(lambda: "1 of 4 measured" in api_front(dashboard.url)["layout"]["title"]["text"], 5 * REFRESH_S,
+             "the dashboard's own refresh")  # only the dashboard can have drawn this result
     finally:
         dashboard.server.shutdown()
         server.join(timeout=10)

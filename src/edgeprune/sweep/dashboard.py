@@ -79,9 +79,11 @@ class Dashboard:
 
     def serve(self, console: Console | None = None) -> None:
         """Serve until interrupted, keeping edgeprune's figures current as results arrive."""
+        console = console or Console(stderr=True)
+        self._refresh_or_warn(console)  # before the first page: a finished sweep or one told without the extra
         stop = threading.Event()
-        refresher = threading.Thread(target=self._refresh_until, args=(stop, console or Console(stderr=True)),
-                                     name="edgeprune-live-views", daemon=True)
+        refresher = threading.Thread(target=self._refresh_until, args=(stop, console), name="edgeprune-live-views",
+                                     daemon=True)
         refresher.start()
         try:
             self.server.serve_forever(poll_interval=0.2)
@@ -103,15 +105,19 @@ class Dashboard:
 
     def _refresh_until(self, stop: threading.Event, console: Console) -> None:
         while not stop.wait(REFRESH_S):
-            try:
-                self.refresh()
-            except Exception as exc:  # a storage hiccup must not end the view; the next round tries again
-                console.print(f"[yellow]warning:[/] the live views were not updated: {exc}", highlight=False)
+            self._refresh_or_warn(console)
+
+    def _refresh_or_warn(self, console: Console) -> None:
+        try:
+            self.refresh()
+        except Exception as exc:  # a storage hiccup or a read-only database user must not end the view
+            console.print(f"[yellow]warning:[/] edgeprune's views were not saved into the study ({exc}); the "
+                          "dashboard shows what the study holds", highlight=False)
 
 
 def open_dashboard(target: str, study_name: str | None = None, *, host: str = "127.0.0.1", port: int = 8080,
                    latency_budget_ms: float | None = None) -> Dashboard:
-    """Check the study and the address, save edgeprune's views once, and bind the dashboard (not serving yet)."""
+    """Check the study and the address and bind the dashboard (:meth:`Dashboard.serve` serves it)."""
     if not available():
         raise DashboardError("The live dashboard needs optuna-dashboard and plotly.",
                              hint="pip install 'edgeprune[dashboard]'")
@@ -125,6 +131,4 @@ def open_dashboard(target: str, study_name: str | None = None, *, host: str = "1
     storage = open_storage(url)
     server = listen(optuna_dashboard.wsgi(storage), host, port)
     study_id = storage.get_study_id_from_name(study.study_name)
-    dashboard = Dashboard(server, study, redact(url), f"http://{host}:{server.server_port}/dashboard/studies/{study_id}")
-    dashboard.refresh()
-    return dashboard
+    return Dashboard(server, study, redact(url), f"http://{host}:{server.server_port}/dashboard/studies/{study_id}")
