@@ -509,7 +509,7 @@ def dashboard_cmd(
     target: Annotated[str, typer.Argument(help="The sweep: its run directory, study.db or storage URL "
                                                "(postgresql://..., redis://...).")],
     study: Annotated[str | None, typer.Option("--study", help="The study, if the storage holds several.")] = None,
-    port: Annotated[int, typer.Option("--port", help="Port to listen on (0: any free port).")] = 8080,
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to listen on (0: any free port).")] = 8080,
     host: Annotated[str, typer.Option("--host", help="Address to listen on (0.0.0.0: every interface).")] = (
         "127.0.0.1"),
     latency_budget: Annotated[float | None, typer.Option(
