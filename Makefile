@@ -29,6 +29,7 @@ test-fast: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/lint-imports
 
 # Debian's headless Chromium and its driver, for the browser tests (the report's rendering, the live dashboard).
 # Needs root (CI runs as root); when it cannot install them it says so, and those tests skip saying why.

@@ -17,16 +17,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edgeprune.bench.backends import RunSettings, open_runner
-from edgeprune.bench.compare import measure_interleaved, speedup_row
-from edgeprune.bench.protocol import LatencyStats, Protocol, measure
-from edgeprune.bench.result import comparable
-from edgeprune.bench.run import bench_model
 from edgeprune.errors import ConfigError, EdgepruneError
-from edgeprune.export.errors import DeviceError, ShapeError
-from edgeprune.export.job import export_model
+from edgeprune.jobs.bench import bench_model
+from edgeprune.jobs.compare import measure_interleaved, speedup_row
+from edgeprune.jobs.export import export_model
+from edgeprune.measurement.protocol import LatencyStats, Protocol, measure
+from edgeprune.measurement.result import comparable
 from edgeprune.models import create_model
 from edgeprune.models.checkpoint import save_checkpoint
+from edgeprune.runtime.backends import RunSettings, open_runner
+from edgeprune.runtime.errors import DeviceError, ShapeError
 
 from .conftest import REPO, run_cli
 

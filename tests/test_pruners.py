@@ -10,22 +10,15 @@ import pytest
 import torch
 from torch import nn
 
-from edgeprune.analysis.sparsity import sparsity, sparsity_3d, sparsity_ch, sparsity_rows
 from edgeprune.errors import ConfigError, UnknownNameError
 from edgeprune.models import create_model
+from edgeprune.models.sparsity import sparsity, sparsity_3d, sparsity_ch, sparsity_rows
 from edgeprune.pruning.activations import (
     collect_activation_stats,
     collect_feature_maps,
     needs_activation_stats,
     needs_feature_maps,
     resolve_activation_module,
-)
-from edgeprune.pruning.agp import (
-    ActivationAPoZRankedFilterPruner_AGP,
-    AutomatedGradualPruner,
-    BernoulliFilterPruner_AGP,
-    L1RankedStructureParameterPruner_AGP,
-    agp_target_sparsity,
 )
 from edgeprune.pruning.criteria import filters_norm, l2_norm
 from edgeprune.pruning.masks import ParameterMasker, create_model_masks_dict
@@ -50,6 +43,13 @@ from edgeprune.pruning.pruners import (
     StructureParameterPruner,
     TaylorFOFilterPruner,
     following_batchnorm,
+)
+from edgeprune.pruning.pruners.agp import (
+    ActivationAPoZRankedFilterPruner_AGP,
+    AutomatedGradualPruner,
+    BernoulliFilterPruner_AGP,
+    L1RankedStructureParameterPruner_AGP,
+    agp_target_sparsity,
 )
 from edgeprune.pruning.registry import PRUNERS
 

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from edgeprune.analysis.sparsity import sparsity, sparsity_rows
 from edgeprune.errors import ConfigError
+from edgeprune.models.sparsity import sparsity, sparsity_rows
 from edgeprune.pruning.activations import (
     activation_channels_apoz,
     activation_channels_l1,

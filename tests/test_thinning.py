@@ -11,10 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from edgeprune.analysis.summary import model_summary
 from edgeprune.errors import ConfigError
 from edgeprune.models import create_model
 from edgeprune.models.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from edgeprune.models.summary import model_summary
 from edgeprune.pruning.masks import MasksDict, create_model_masks_dict
 from edgeprune.pruning.remover import ChannelRemover, FilterRemover, StructureRemover
 from edgeprune.pruning.thinning import ThinningError, contract_model, remove_channels, remove_filters

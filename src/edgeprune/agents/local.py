@@ -96,7 +96,7 @@ def run_local(sweep_file: str | Path, run_dir: str | Path, *, producers: int = 1
     from edgeprune.agents.baseline import publish_baseline
     from edgeprune.agents.queue import get_queue
     from edgeprune.agents.sweeps import resolve_sweep
-    from edgeprune.bench.devices import available_cpus
+    from edgeprune.runtime.devices import available_cpus
     from edgeprune.sweep.engine import SweepStudy
     from edgeprune.sweep.prepare import preflight, prepare_base
     from edgeprune.sweep.progress import state_counts

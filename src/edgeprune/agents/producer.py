@@ -61,7 +61,7 @@ class Producer:
                  work_dir: str | Path | None = None, name: str | None = None, threads: int | None = None,
                  max_trials: int | None = None, max_queued: int = 4, stop_at: int | None = None,
                  console: Console | None = None) -> None:
-        from edgeprune.bench.devices import available_cpus
+        from edgeprune.runtime.devices import available_cpus
 
         self.cfg, self.queue, self.artifacts = cfg, queue, artifacts
         self.sweep = cfg.study_name

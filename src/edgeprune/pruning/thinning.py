@@ -34,9 +34,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from edgeprune.analysis.summary import ModelSummary, input_shape_of, model_summary
 from edgeprune.errors import ConfigError
 from edgeprune.models.naming import normalize_module_name
+from edgeprune.models.summary import ModelSummary, input_shape_of, model_summary
 from edgeprune.pruning.dependency import (
     ChannelGraph,
     LayerChannels,

@@ -30,6 +30,7 @@ from matplotlib.ticker import MaxNLocator
 
 from edgeprune.errors import ConfigError
 from edgeprune.fileio import write_text
+from edgeprune.sweep.analysis import pareto_mask
 from edgeprune.sweep.results import StudyData, load_study_data, metric_value
 
 STATE_COLOURS = {"COMPLETE": "#1b7837", "PRUNED": "#b8860b", "FAIL": "#b2182b", "RUNNING": "#2166ac",
@@ -38,8 +39,6 @@ STATE_COLOURS = {"COMPLETE": "#1b7837", "PRUNED": "#b8860b", "FAIL": "#b2182b", 
 
 # ------------------------------------------------------------------------------------------------- figures
 def pareto_figure(data: StudyData) -> Figure | None:
-    from edgeprune.sweep.analysis import pareto_mask
-
     axes = data.front_axes()
     if axes is None:
         return None

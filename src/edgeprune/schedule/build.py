@@ -31,10 +31,11 @@ import torch
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 from torch import nn
 
-from edgeprune.errors import ConfigError, closest
+from edgeprune.errors import ConfigError, UnknownNameError, closest
 from edgeprune.models.naming import normalize_module_name
-from edgeprune.pruning import agp, pruners  # noqa: F401  (importing them registers the pruner classes)
 from edgeprune.pruning.dependency import STRUCTURE_TABLES, ChannelGraph, channel_graph, coupled_layers
+from edgeprune.pruning.pruners import BasePruner
+from edgeprune.pruning.pruners.agp import agp_target_sparsity
 from edgeprune.pruning.registry import PRUNERS
 from edgeprune.pruning.regularizers import REGULARIZERS
 from edgeprune.pruning.remover import DATASET_INPUT_SHAPES, ChannelRemover, FilterRemover, StructureRemover
@@ -69,6 +70,8 @@ for _name, _cls in (("StructureRemover", StructureRemover), ("FilterRemover", Fi
 SECTION_REGISTRIES: dict[str, Registry[type]] = {
     "pruners": PRUNERS, "regularizers": REGULARIZERS, "lr_schedulers": LR_SCHEDULERS, "extensions": EXTENSIONS,
 }
+# What a ``package.module:ClassName`` from a schedule must subclass, per section.
+SECTION_BASES: dict[str, type] = {"pruners": BasePruner}
 INJECTED = ("model", "name", "optimizer", "last_epoch")  # supplied by edgeprune, never by the YAML
 SPARSITY_KEYS = ("desired_sparsity", "initial_sparsity", "final_sparsity")
 # Exceptions a third-party constructor (torch's LR schedulers) raises for arguments it does not like.
@@ -108,12 +111,21 @@ def _resolve(section: str, name: str, spec: ComponentSpec, source: ScheduleSourc
     """Look up ``class`` and check the keywords (Distiller's strict check), without instantiating."""
     path = (section, name)
     registry = SECTION_REGISTRIES[section]
-    if spec.class_name not in registry:
+    if ":" not in spec.class_name and spec.class_name not in registry:
         close = closest(spec.class_name, registry.names())
         raise source.error((*path, "class"), f"unknown class {spec.class_name!r}"
                            + (f"; did you mean {close[0]!r}?" if close else ""),
-                           hint=f"Known {section}: {', '.join(registry.names())}.")
-    cls = registry.get(spec.class_name)
+                           hint=f"Known {section}: {', '.join(registry.names())}; or a class of your own as "
+                                "'package.module:ClassName'.")
+    try:
+        cls = registry.get(spec.class_name)  # a registered name, or a user's package.module:ClassName
+    except (ConfigError, UnknownNameError) as exc:
+        raise source.error((*path, "class"), exc.message, hint=exc.hint) from None
+    base = SECTION_BASES.get(section)
+    if base is not None and not (isinstance(cls, type) and issubclass(cls, base)):
+        raise source.error((*path, "class"), f"{spec.class_name!r} is not a {base.__name__} subclass",
+                           hint=f"A pruner of your own subclasses {base.__module__}.{base.__name__} (a ranked "
+                                "structure pruner overrides structure_scores; see docs/internals-pruning.md).")
     accepted = accepted_keywords(cls)
     offered = [k for k in accepted if k not in INJECTED]
     for key in spec.kwargs:
@@ -232,7 +244,7 @@ def _check_agp_timing(policy: PolicySpec, path: KeyPath, source: ScheduleSource)
                            "not an 'epochs' list (Distiller fails on it)",
                            hint="Use starting_epoch, ending_epoch and frequency.")
     with source.blame((*path, "ending_epoch")):
-        agp.agp_target_sparsity(0.0, 1.0, policy.starting_epoch, policy.ending_epoch,  # type: ignore[arg-type]
+        agp_target_sparsity(0.0, 1.0, policy.starting_epoch, policy.ending_epoch,  # type: ignore[arg-type]
                                 policy.frequency, policy.starting_epoch)  # type: ignore[arg-type]
 
 

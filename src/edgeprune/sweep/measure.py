@@ -19,8 +19,8 @@ from edgeprune.sweep.job import TrialJob
 
 def benchmark(onnx: str | Path, settings: BenchmarkSettings) -> dict[str, Any]:
     """The full benchmark result (edgeprune bench's JSON object) of one ONNX file."""
-    from edgeprune.bench.protocol import Protocol
-    from edgeprune.bench.run import bench_model
+    from edgeprune.jobs.bench import bench_model
+    from edgeprune.measurement.protocol import Protocol
 
     protocol = Protocol(niter=settings.niter, warmup=settings.warmup, budget_s=settings.budget_s)
     return bench_model(str(onnx), backend=settings.backend, device=settings.device, batch=settings.batch,

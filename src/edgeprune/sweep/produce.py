@@ -26,7 +26,7 @@ from edgeprune.sweep.engine import AskedTrial, SweepStudy
 from edgeprune.sweep.hyperband import metric_series
 from edgeprune.sweep.job import TrialJob, TrialRequest, sha256_file
 from edgeprune.sweep.template import render
-from edgeprune.train.hooks import TrainingHooks
+from edgeprune.training.hooks import TrainingHooks
 
 JOB_FILE = "job.json"
 
@@ -49,10 +49,10 @@ class EpochRecorder(TrainingHooks):
 
 def produce(request: TrialRequest, hooks: Sequence[TrainingHooks] = ()) -> TrialJob:
     """Run the PRODUCE half for ``request``; writes everything into ``request.out_dir``."""
-    from edgeprune.export.job import export_model
-    from edgeprune.schedule.oneshot import prune_model
-    from edgeprune.train.loop import TrainConfig
-    from edgeprune.train.run import evaluate_model, train_model
+    from edgeprune.jobs.export import export_model
+    from edgeprune.jobs.prune import prune_model
+    from edgeprune.jobs.train import evaluate_model, train_model
+    from edgeprune.training.loop import TrainConfig
 
     torch.set_num_threads(request.threads)
     out = Path(request.out_dir)
