@@ -18,6 +18,7 @@ from edgeprune.agents.artifacts import ArtifactRef, ArtifactStore, StoreResolver
 from edgeprune.fileio import write_json
 from edgeprune.sweep.config import BenchmarkSettings
 from edgeprune.sweep.engine import SweepStudy
+from edgeprune.sweep.live import publish_live_views
 
 BASELINE_ATTR = "baseline"
 ARTIFACT_ATTR = "baseline_artifact"
@@ -44,14 +45,15 @@ def needs_latency(study: SweepStudy) -> bool:
 def measure_baseline(study: SweepStudy, stores: StoreResolver, settings: BenchmarkSettings,
                      out_dir: Path) -> dict[str, Any]:
     """Benchmark the stored dense model with ``settings`` (the trials' own) and complete the study's baseline."""
-    from edgeprune.sweep.measure import benchmark, headline
+    from edgeprune.sweep.measure import benchmark, headline, measured_on
 
     attrs = study.study.user_attrs
     ref = ArtifactRef.model_validate(attrs[ARTIFACT_ATTR])
     local = stores(ref).fetch(ref, out_dir / "model.onnx")
     result = benchmark(local, settings)
     write_json(out_dir / "bench.json", result)
-    baseline = {**(attrs.get(BASELINE_ATTR) or {}), **headline(result)}
+    baseline = {**(attrs.get(BASELINE_ATTR) or {}), **headline(result), "measured_on": measured_on(result)}
     study.study.set_user_attr(BASELINE_ATTR, baseline)
+    publish_live_views(study.study, study.storage_url)  # the reference point of the front and of every speed-up
     stores(ref).discard(ref)
     return baseline

@@ -48,10 +48,13 @@ def sweep_cmd(
     if study is not None:
         raise typer.BadParameter(f"unexpected argument {study!r} (only 'status' takes one)")
     from edgeprune.sweep.config import load_sweep
+    from edgeprune.sweep.dashboard import dashboard_command
     from edgeprune.sweep.storage import redact
 
     cfg = load_sweep(target)
     run_dir = output or Path("runs/sweeps") / cfg.study_name
+    where = run_dir if storage is None else f"{redact(storage)} --study {cfg.study_name}"
+    err.print(f"live view: {dashboard_command(str(where))}", highlight=False, soft_wrap=True)
     try:
         if cfg.is_program:
             from edgeprune.sweep.runner import SweepRunner
@@ -69,7 +72,6 @@ def sweep_cmd(
         raise typer.Exit(130) from None
     counts = ", ".join(f"{n} {s}" for s, n in result.counts.items() if n)
     out.print(f"{result.study_name}: {counts or 'no trials'} ({result.stop_reason})")
-    where = run_dir if storage is None else f"{redact(storage)} --study {cfg.study_name}"
     out.print(f"status: edgeprune status {where}    report: edgeprune report {where} -o "
               f"{run_dir / 'report.html'}")
     for agent in failed:

@@ -27,6 +27,7 @@ from edgeprune.demo.settings import DemoSettings
 from edgeprune.demo.sweepfile import plan_groups, suggested_levels, sweep_document, sweep_text, template_text
 from edgeprune.fileio import write_text
 from edgeprune.sweep.config import load_sweep
+from edgeprune.sweep.dashboard import dashboard_command
 from edgeprune.sweep.engine import SweepStudy
 from edgeprune.sweep.storage import default_url
 
@@ -82,6 +83,7 @@ def run_sweep(rd: RunDir, settings: DemoSettings, console: Console) -> None:
         return
     console.print(f"sweep: {cfg.study_name}, {settings.producers} producers + 1 consumer; the agents log to "
                   f"{rd.logs}")
+    console.print(f"live view: {dashboard_command(str(rd.root), cfg.study_name)}", highlight=False, soft_wrap=True)
     run = run_local(rd.sweep_file, rd.root, producers=settings.producers, console=console)
     for failed in run.failed_agents:
         console.print(f"[yellow]agent failed:[/] {escape(failed)}", highlight=False)
