@@ -39,15 +39,14 @@ from edgeprune.agents.artifacts import ArtifactStore, StoreResolver, get_artifac
 from edgeprune.agents.baseline import measure_baseline, needs_latency
 from edgeprune.agents.janitor import janitor_pass
 from edgeprune.agents.messages import AgentJob
-from edgeprune.agents.producer import default_name
-from edgeprune.agents.queue import DEFAULT_DIR, Delivery, JobQueue, QueueUnavailableError, safe_name
+from edgeprune.agents.queue import DEFAULT_DIR, Delivery, JobQueue, QueueUnavailableError, default_name, safe_name
 from edgeprune.agents.sweeps import SweepStudies
 from edgeprune.agents.ticker import every
 from edgeprune.agents.trials import finish_once, is_finished
 from edgeprune.errors import EdgepruneError
 from edgeprune.sweep.config import BenchmarkSettings
 from edgeprune.sweep.engine import SweepStudy
-from edgeprune.sweep.produce import JOB_FILE
+from edgeprune.sweep.job import JOB_FILE
 
 BLOCK_S = 1.0
 SWEEPS_REFRESH_S = 5.0

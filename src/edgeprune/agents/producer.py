@@ -22,7 +22,6 @@ and be retried). ``stop_at`` caps the trials of the whole study for this run, be
 
 from __future__ import annotations
 
-import os
 import socket
 import time
 import traceback
@@ -37,7 +36,7 @@ from edgeprune.agents.artifacts import ArtifactStore
 from edgeprune.agents.baseline import publish_baseline
 from edgeprune.agents.janitor import janitor_pass
 from edgeprune.agents.messages import QUEUED_ATTR, AgentJob
-from edgeprune.agents.queue import DEFAULT_DIR, JobQueue, QueueUnavailableError, safe_name
+from edgeprune.agents.queue import DEFAULT_DIR, JobQueue, QueueUnavailableError, default_name, safe_name
 from edgeprune.agents.ticker import every
 from edgeprune.agents.trials import finish_once
 from edgeprune.errors import EdgepruneError
@@ -47,11 +46,6 @@ from edgeprune.sweep.job import TrialJob, TrialRequest
 
 POLL_S = 2.0
 RETRY_S = 5.0
-
-
-def default_name() -> str:
-    """``host:pid``: unique among the agents of a machine, and the owner the sweep writes into a trial's lease."""
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 class Producer:

@@ -25,9 +25,10 @@ from edgeprune.bench.devices import available_cpus
 from edgeprune.bench.images import prepare
 from edgeprune.errors import ConfigError
 from edgeprune.export.errors import ParityError, ShapeError
-from edgeprune.export.metadata import encode, provenance_metadata
+from edgeprune.export.metadata import encode
 from edgeprune.export.openvino_ir import convert_to_ir
 from edgeprune.export.parity import TOLERANCE_F32, TOLERANCE_FP16_WEIGHTS, ParityReport, compare
+from edgeprune.export.provenance import provenance_metadata
 from edgeprune.export.torch_onnx import export_proto
 from edgeprune.models.resolve import resolve_model
 

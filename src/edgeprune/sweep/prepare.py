@@ -51,7 +51,7 @@ def prepare_base(cfg: SweepConfig, run_dir: Path, console: Console) -> str:
 def preflight(cfg: SweepConfig, base: str) -> None:
     """Render the template with representative values and build it on the model: a typo fails now, not N times."""
     from edgeprune.data import load_dataset
-    from edgeprune.schedule import timeline
+    from edgeprune.schedule.timeline import timeline
     from edgeprune.sweep.template import TemplateError, render
     from edgeprune.train.run import load_model_for_data
 

@@ -24,11 +24,9 @@ from rich.console import Console
 from edgeprune.fileio import write_text
 from edgeprune.sweep.engine import AskedTrial, SweepStudy
 from edgeprune.sweep.hyperband import metric_series
-from edgeprune.sweep.job import TrialJob, TrialRequest, sha256_file
+from edgeprune.sweep.job import JOB_FILE, ArtifactFormat, TrialJob, TrialRequest, sha256_file
 from edgeprune.sweep.template import render
 from edgeprune.train.hooks import TrainingHooks
-
-JOB_FILE = "job.json"
 
 
 class EpochRecorder(TrainingHooks):
@@ -84,7 +82,7 @@ def produce(request: TrialRequest, hooks: Sequence[TrainingHooks] = ()) -> Trial
         checkpoint=str(Path(checkpoint).resolve()), schedule=str(schedule.resolve()),
         input_shape=list(summary.input_shape), metrics=metrics,
         history=[{k: float(v) for k, v in h.items()} for h in history], benchmark=request.benchmark,
-        host=socket.gethostname(),
+        host=socket.gethostname(), artifact_format=ArtifactFormat(opset=exported.opset, exporter=e.exporter),
     )
     job.write(out / JOB_FILE)
     return job
