@@ -44,6 +44,7 @@ from edgeprune.agents.sweeps import SweepStudies
 from edgeprune.agents.ticker import every
 from edgeprune.agents.trials import finish_once, is_finished
 from edgeprune.errors import EdgepruneError
+from edgeprune.export.errors import UnreadableModelError
 from edgeprune.sweep.config import BenchmarkSettings
 from edgeprune.sweep.engine import SweepStudy
 from edgeprune.sweep.job import JOB_FILE
@@ -207,6 +208,9 @@ class Consumer:
             if not isinstance(exc, EdgepruneError):
                 traceback.print_exc()
             reason = exc.message if isinstance(exc, EdgepruneError) else f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, UnreadableModelError):  # no retry on this runtime can read it
+                return self._dead(delivery, study, number, f"this consumer cannot read the artifact: {reason} "
+                                                           f"{exc.hint}")
             if delivery.deliveries >= self.max_deliveries:
                 return self._dead(delivery, study, number, reason)
             self.queue.release(delivery, reason, self.retry_delay_s)

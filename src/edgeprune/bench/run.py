@@ -61,7 +61,8 @@ def bench_model(model: str, *, backend: str = "openvino", device: str = "CPU", b
                                 seconds=protocol.time_s)
     return result_dict(
         model=str(model), model_format=model_format, arch=runner.io.metadata.get("arch"), backend=runner.backend,
-        device=runner.device, device_name=runner.device_name, precision_used=runner.precision_used,
+        device=runner.device, device_name=runner.device_name, device_plugin=runner.device_plugin,
+        precision_used=runner.precision_used,
         settings={**asdict(protocol), "batch": batch, "input_shape": [batch, c, h, w], "hint": hint,
                   "precision": precision, "threads": settings.threads,
                   "images": str(images) if images is not None else None},
