@@ -99,13 +99,19 @@ class OpenVINORunner(Runner):
             return {}
 
     def _compile(self, hint: str) -> Any:
-        config: dict[str, str] = {"PERFORMANCE_HINT": hint.upper()}  # LATENCY | THROUGHPUT
+        config: dict[str, str] = {}
         base = self._device.split(".")[0]
         supported = self._core.get_property(base, "SUPPORTED_PROPERTIES") if base not in _META_DEVICES else {}
+        if "PERFORMANCE_HINT" in supported or base in _META_DEVICES:  # a plugin refuses keys it does not list
+            config["PERFORMANCE_HINT"] = hint.upper()  # LATENCY | THROUGHPUT
         if "INFERENCE_PRECISION_HINT" in supported or base in _META_DEVICES:
             config["INFERENCE_PRECISION_HINT"] = self.settings.precision
         if base == "CPU":
             config["INFERENCE_NUM_THREADS"] = str(self.settings.threads)
+            if hint == "throughput" and openvino_release(self._ov) <= MYRIAD_LAST_RELEASE:
+                # 2022.3's THROUGHPUT hint overrides the thread cap with its own streams (2 threads for --threads
+                # 1, measured); one single-threaded stream per thread is what later releases choose under the cap
+                config["NUM_STREAMS"] = str(self.settings.threads)
         try:
             return self._core.compile_model(self._model, self._device, config)
         except RuntimeError as exc:
