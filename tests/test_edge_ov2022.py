@@ -173,3 +173,21 @@ def test_a_file_2022_3_cannot_read_is_dead_lettered_at_once_with_the_reason(
     [trial] = producer.study.trials()
     assert trial.state == TrialState.FAIL
     assert trial.user_attrs["error"].startswith("dead-lettered after 1 deliveries: this consumer cannot read")
+
+
+def test_an_ir_saved_by_openvino_2026_runs_on_2022_3_with_its_metadata(ov2022: Path, tmp_path: Path) -> None:
+    """The other hand-over 2022.3 reads: an IR converted here, its edgeprune rt_info read back from the .xml."""
+    exported = export_model("tests.tiny_nets:tiny_resnet", tmp_path / "tiny.onnx", openvino_dir=tmp_path,
+                            exporter="torchscript")
+    assert exported.ir is not None
+    x = np.random.default_rng(0).standard_normal((16, 1, 8, 8)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    show = "\nimport json\nprint(json.dumps(open_runner('openvino', sys.argv[1], RunSettings()).io.metadata))"
+    done = subprocess.run([str(ov2022), "-c", RUN_OV2022 + show, str(exported.ir), str(tmp_path / "x.npy"),
+                           str(tmp_path / "ov.npy")], capture_output=True, text=True, env=host_env(), timeout=300)
+    assert done.returncode == 0, done.stderr
+    metadata = json.loads(done.stdout)
+    assert (metadata["arch"], metadata["input_shape"], metadata["ir_weights"]) == (exported.metadata["arch"], [1, 8, 8],
+                                                                                    "f32")
+    ort_logits = open_runner("onnxruntime", str(exported.onnx), RunSettings(threads=1)).infer_all(x)
+    assert np.abs(np.load(tmp_path / "ov.npy") - ort_logits).max() <= 1e-4 * np.abs(ort_logits).max()

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+from xml.etree import ElementTree
 
 import numpy as np
 
@@ -75,7 +76,7 @@ class OpenVINORunner(Runner):
                                            f"({_describe(onnx_io)}): {first}", hint=_EXPORT_HINT) from None
             raise ModelFileError(f"OpenVINO cannot read {path}: {first}",
                                  hint="The file is corrupt or truncated: export it again.") from None
-        super().__init__(onnx_io or self._ir_io(), settings)
+        super().__init__(onnx_io or self._ir_io(path), settings)
         self.device = self._device
         self.read_time_ms = read_ms
         self._compiled, self.compile_time_ms = timed(lambda: self._compile(settings.hint))
@@ -85,18 +86,20 @@ class OpenVINORunner(Runner):
         self.device_plugin = self._plugin_version()
         self._request = self._compiled.create_infer_request()
 
-    def _ir_io(self) -> ModelIO:
+    def _ir_io(self, xml: Path) -> ModelIO:
         port_in, port_out = self._model.inputs[0], self._model.outputs[0]
         shape = tuple(None if d.is_dynamic else d.get_length() for d in port_in.get_partial_shape())
-        return ModelIO(port_in.get_any_name(), shape, port_out.get_any_name(), decode(self._ir_metadata()))
+        return ModelIO(port_in.get_any_name(), shape, port_out.get_any_name(), decode(self._ir_metadata(xml)))
 
-    def _ir_metadata(self) -> dict[str, str]:
-        """The IR's ``edgeprune.*`` rt_info; empty where the runtime cannot return a nested map (2022.3)."""
+    def _ir_metadata(self, xml: Path) -> dict[str, str]:
+        """The IR's ``edgeprune.*`` rt_info, from the runtime, or from the .xml where the runtime cannot return a
+        nested map (2022.3 raises on it)."""
         try:
             rt = self._model.get_rt_info()
             return {f"edgeprune.{k}": v.astype(str) for k, v in rt["edgeprune"].items()} if "edgeprune" in rt else {}
         except (TypeError, RuntimeError):
-            return {}
+            node = ElementTree.parse(xml).getroot().find("rt_info/edgeprune")
+            return {} if node is None else {f"edgeprune.{c.tag}": c.get("value", "") for c in node}
 
     def _compile(self, hint: str) -> Any:
         config: dict[str, str] = {}
