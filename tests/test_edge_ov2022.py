@@ -191,3 +191,14 @@ def test_an_ir_saved_by_openvino_2026_runs_on_2022_3_with_its_metadata(ov2022: P
                                                                                     "f32")
     ort_logits = open_runner("onnxruntime", str(exported.onnx), RunSettings(threads=1)).infer_all(x)
     assert np.abs(np.load(tmp_path / "ov.npy") - ort_logits).max() <= 1e-4 * np.abs(ort_logits).max()
+
+
+def test_myriad_without_a_stick_lists_the_devices_2022_3_sees(ov2022: Path, tmp_path: Path) -> None:
+    onnx = export_model("tests.tiny_nets:tiny_resnet", tmp_path / "tiny.onnx", exporter="torchscript", opset=17).onnx
+    done = subprocess.run([str(ov2022), "-m", "edgeprune", "bench", str(onnx), "--backend", "openvino", "--device",
+                           "MYRIAD"], capture_output=True, text=True, env=host_env(), timeout=300)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    text = " ".join(done.stderr.split())
+    assert "Device 'MYRIAD' is not available to OpenVINO 2022.3.2 on this machine. Available: CPU" in text
+    assert "no MYRIAD plugin (the pip wheel of 2022.3 ships none)" in text
+    assert "removed from OpenVINO" not in text  # that explanation is for OpenVINO >= 2023 (tests/test_bench.py)
