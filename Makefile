@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH)"
-	$(PY) -m pip install --quiet -e ".[dev,export,sweep,distributed,tracking,dashboard]"
+	$(PY) -m pip install --quiet -e ".[train,dev,export,sweep,distributed,tracking,dashboard]"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -69,7 +69,8 @@ def agent_consumer(
     artifacts: ArtifactsOpt = None,
     work_dir: WorkDirOpt = None,
     backend: Annotated[str | None, typer.Option(help="openvino | onnxruntime (default: the sweep's).")] = None,
-    device: Annotated[str | None, typer.Option(help="CPU | GPU | NPU | AUTO (default: the sweep's).")] = None,
+    device: Annotated[str | None, typer.Option(help="CPU | GPU | NPU | AUTO, or MYRIAD on OpenVINO 2022.3 "
+                                                    "(default: the sweep's).")] = None,
     threads: Annotated[int | None, typer.Option(help="Inference threads (default: the sweep's).")] = None,
     niter: Annotated[int | None, typer.Option(help="Timed iterations per round (default: the sweep's).")] = None,
     warmup: Annotated[int | None, typer.Option(help="Untimed iterations (default: the sweep's).")] = None,

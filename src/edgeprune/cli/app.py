@@ -61,6 +61,20 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     err.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False)  # brackets are text, not markup
 
 
+TRAINING_STACK = ("torch", "sklearn", "matplotlib")  # the `train` extra
+
+
+def _missing_training_stack(exc: ModuleNotFoundError) -> None:
+    """A command that needs the training stack, run on a measuring host's install: say so instead of a traceback."""
+    if (exc.name or "").split(".")[0] not in TRAINING_STACK:
+        raise exc
+    err.print("[bold red]error:[/] " + escape(f"this command needs {exc.name!r}, part of the training stack, which "
+                                              "this install does not have (`edgeprune[consumer]` measures: `agent "
+                                              "consumer`, `bench` and `eval` of .onnx/.xml files)."), highlight=False)
+    err.print("pip install torch==2.13.0 && pip install 'edgeprune[train]'", highlight=False, markup=False)
+    sys.exit(2)
+
+
 def main() -> None:
     """The console script: user errors become one paragraph and an exit code, warnings one line each."""
     warnings.showwarning = _show_warning
@@ -71,4 +85,6 @@ def main() -> None:
         if exc.hint:
             err.print(exc.hint, highlight=False, markup=False)  # e.g. pip install 'edgeprune[export]'
         sys.exit(exc.exit_code)
+    except ModuleNotFoundError as exc:
+        _missing_training_stack(exc)
 

@@ -27,7 +27,8 @@ def schedule_check(
 ) -> None:
     """Validate a schedule against a model and print which policy fires at which epoch."""
     from edgeprune.models.resolve import resolve_model
-    from edgeprune.schedule import load_schedule, timeline, timeline_table
+    from edgeprune.schedule import load_schedule
+    from edgeprune.schedule.timeline import timeline, timeline_table
 
     spec = load_schedule(schedule)
     rows = timeline(spec, resolve_model(model, arch=arch).model, epochs)

@@ -1,31 +1,18 @@
-"""``edgeprune bench``: load, compile and measure one model on one backend and device, by the protocol.
+"""``edgeprune bench``: measure MODEL — a model file, or a checkpoint / zoo name — by the protocol.
 
-Phases, each reported separately: read + compile (``load_time_ms``), the first inference (lazy
-initialisation shows here, not in the latency), warm-up, latency rounds on bound inputs (pure inference),
-end-to-end iterations (prepare the images, upload, infer, download), and throughput (the backend's
-parallel mode). A checkpoint benchmarked on an ONNX backend is first exported, parity-checked, to a
-temporary ONNX file with a static batch of ``batch``.
+A checkpoint benchmarked on an ONNX backend is first exported, parity-checked, to a temporary ONNX file with a
+static batch of ``batch``; the measuring itself is :func:`edgeprune.measurement.run.measure_model`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import datetime as _dt
-import math
 import tempfile
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from edgeprune.errors import ConfigError
 from edgeprune.jobs.export import export_model
-from edgeprune.measurement.environment import environment
-from edgeprune.measurement.images import DEFAULT_IMAGES, benchmark_images, prepare, select
-from edgeprune.measurement.protocol import Protocol, measure, time_round
-from edgeprune.measurement.result import result_dict
-from edgeprune.runtime.backends import RunSettings, open_runner
-from edgeprune.runtime.backends.base import timed
-from edgeprune.runtime.devices import available_cpus
+from edgeprune.measurement.protocol import Protocol
+from edgeprune.measurement.run import measure_model
 from edgeprune.runtime.modelfile import model_kind
 
 
@@ -34,42 +21,12 @@ def bench_model(model: str, *, backend: str = "openvino", device: str = "CPU", b
                 threads: int | None = None, images: str | Path | None = None, arch: str | None = None,
                 exporter: str = "dynamo") -> dict[str, Any]:
     """Measure MODEL (.onnx, .xml, checkpoint or zoo name); returns the documented JSON object."""
-    protocol = protocol or Protocol()
-    if batch < 1:
-        raise ConfigError(f"--batch must be at least 1, got {batch}.")
-    settings = RunSettings(device=device, threads=threads or available_cpus(), precision=precision, hint=hint)
-    kind = model_kind(model)
-    with contextlib.ExitStack() as stack:
-        path, model_format = model, {"onnx": "onnx", "openvino": "openvino-ir"}.get(kind or "", "pytorch")
-        if kind is None and backend != "torch":
-            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="edgeprune-bench-")))
-            path = str(export_model(model, tmp / "model.onnx", batch=batch, arch=arch, exporter=exporter).onnx)
-            model_format = f"pytorch, exported to ONNX ({exporter})"
-        runner = open_runner(backend, path, settings, arch=arch)
-        c, h, w = (int(d) for d in runner.input_shape[1:])  # type: ignore[arg-type]
-        pictures = benchmark_images(images, runner.io.metadata, (c, h, w))
-        normalize = runner.io.metadata.get("normalize")
-        distinct = DEFAULT_IMAGES // math.gcd(DEFAULT_IMAGES, batch)  # batches before the images repeat
-        batches = [prepare(select(pictures.images, i * batch, batch), normalize) for i in range(distinct)]
-        bound = [runner.bind(x) for x in batches]
-        _, first_ms = timed(bound[0])
-        latency = measure(lambda i: bound[i % distinct](), protocol)
-        e2e = time_round(lambda i: runner.infer(prepare(select(pictures.images, i * batch, batch), normalize)),
-                         protocol)
-        run = runner.throughput(batches[0], iterations=None if protocol.time_s else protocol.niter,
-                                seconds=protocol.time_s)
-    return result_dict(
-        model=str(model), model_format=model_format, arch=runner.io.metadata.get("arch"), backend=runner.backend,
-        device=runner.device, device_name=runner.device_name, precision_used=runner.precision_used,
-        settings={**asdict(protocol), "batch": batch, "input_shape": [batch, c, h, w], "hint": hint,
-                  "precision": precision, "threads": settings.threads,
-                  "images": str(images) if images is not None else None},
-        input_source=pictures.source, input_detail=pictures.detail,
-        times_ms={"read_time_ms": runner.read_time_ms, "compile_time_ms": runner.compile_time_ms,
-                  "load_time_ms": runner.read_time_ms + runner.compile_time_ms, "first_inference_ms": first_ms},
-        latency=latency.stats, rounds=latency.rounds, cv_met=latency.cv_met, e2e=e2e,
-        throughput={"throughput_fps": round(batch * run.iterations / run.seconds, 3),
-                    "throughput_streams": run.streams, "throughput_requests": run.requests,
-                    "throughput_iterations": run.iterations, "throughput_duration_ms": round(run.seconds * 1e3, 3)},
-        environment=environment(), timestamp=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-    )
+    options: dict[str, Any] = {"backend": backend, "device": device, "batch": batch, "protocol": protocol,
+                               "hint": hint, "precision": precision, "threads": threads, "images": images,
+                               "arch": arch}
+    if model_kind(model) is not None or backend == "torch":
+        return measure_model(model, **options)
+    with tempfile.TemporaryDirectory(prefix="edgeprune-bench-") as tmp:
+        onnx = export_model(model, Path(tmp) / "model.onnx", batch=batch, arch=arch, exporter=exporter).onnx
+        return measure_model(str(onnx), label=str(model), model_format=f"pytorch, exported to ONNX ({exporter})",
+                             **options)

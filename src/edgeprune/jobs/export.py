@@ -19,6 +19,7 @@ import torch
 
 from edgeprune.conversion.openvino_ir import convert_to_ir
 from edgeprune.conversion.parity import TOLERANCE_F32, TOLERANCE_FP16_WEIGHTS, ParityReport, compare
+from edgeprune.conversion.provenance import provenance_metadata
 from edgeprune.conversion.torch_onnx import export_proto
 from edgeprune.data import load_dataset
 from edgeprune.errors import ConfigError
@@ -30,7 +31,7 @@ from edgeprune.runtime.backends.ort_backend import OnnxRuntimeRunner
 from edgeprune.runtime.backends.ov_backend import OpenVINORunner
 from edgeprune.runtime.devices import available_cpus
 from edgeprune.runtime.errors import ParityError, ShapeError
-from edgeprune.runtime.metadata import encode, provenance_metadata
+from edgeprune.runtime.metadata import encode
 
 PARITY_SAMPLES = 16
 

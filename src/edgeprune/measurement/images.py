@@ -56,6 +56,8 @@ def benchmark_images(images_dir: str | Path | None, metadata: dict[str, Any], sh
             return _from_dataset(str(source), shape, n)
         except EdgepruneError as exc:
             reason = f"its data set {source!r} is not usable here ({exc.message})"
+        except ImportError as exc:  # "digits" needs scikit-learn, which a measuring host may not have
+            reason = f"its data set {source!r} needs a package this host lacks ({exc})"
     rng = np.random.default_rng(0)
     c, h, w = shape
     return BenchImages(rng.integers(0, 256, size=(n, h, w, c), dtype=np.uint8), "generated",

@@ -31,13 +31,15 @@ class Comparison:
 
 
 def result_dict(*, model: str, model_format: str, arch: str | None, backend: str, device: str, device_name: str,
-                precision_used: str, settings: dict[str, Any], input_source: str, input_detail: str,
-                times_ms: dict[str, float], latency: LatencyStats, rounds: int, cv_met: bool, e2e: LatencyStats,
-                throughput: dict[str, Any], environment: dict[str, Any], timestamp: str) -> dict[str, Any]:
+                device_plugin: str | None, precision_used: str, settings: dict[str, Any], input_source: str,
+                input_detail: str, times_ms: dict[str, float], latency: LatencyStats, rounds: int, cv_met: bool,
+                e2e: LatencyStats, throughput: dict[str, Any], environment: dict[str, Any],
+                timestamp: str) -> dict[str, Any]:
     """Assemble the documented JSON object (flat numbers; ``settings`` and ``environment`` nested)."""
     out: dict[str, Any] = {
         "schema": SCHEMA, "timestamp": timestamp, "model": model, "model_format": model_format, "arch": arch,
-        "backend": backend, "device": device, "device_name": device_name, "precision_used": precision_used,
+        "backend": backend, "device": device, "device_name": device_name, "device_plugin": device_plugin,
+        "precision_used": precision_used,
         "settings": settings, "input_source": input_source, "input_detail": input_detail,
         **{k: round(float(times_ms[k]), 4) for k in
            ("read_time_ms", "compile_time_ms", "load_time_ms", "first_inference_ms")},

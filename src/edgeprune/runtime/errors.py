@@ -19,6 +19,11 @@ class ModelFileError(EdgepruneError):
     """A model file (.onnx, .xml/.bin) that is missing, corrupt, or lacks a file it refers to."""
 
 
+class UnreadableModelError(ModelFileError):
+    """A sound model file that this runtime cannot read (a format or opset newer than it knows). Trying again
+    on the same runtime cannot help, so a consumer dead-letters the job at once with this reason."""
+
+
 class ParityError(EdgepruneError):
     """An exported model whose outputs differ from PyTorch's by more than the tolerance."""
 

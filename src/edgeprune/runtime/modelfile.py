@@ -25,6 +25,7 @@ class ModelIO:
     input_shape: tuple[int | None, ...]  # None where the dimension is dynamic
     output_name: str
     metadata: dict[str, Any] = field(default_factory=dict)
+    opset: int | None = None  # the ONNX default-domain opset; None for other formats
 
 
 def model_kind(path: str | Path) -> str | None:
@@ -56,8 +57,9 @@ def inspect_onnx(path: str | Path) -> ModelIO:
             f"{path} is not an ONNX classifier with one input: it has {len(proto.graph.node)} nodes and "
             f"{len(inputs)} inputs.", hint="The file is corrupt, or not a model edgeprune exported.")
     _check_external_data(proto, path)
+    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
     return ModelIO(inputs[0].name, _dims(inputs[0]), proto.graph.output[0].name,
-                   decode({p.key: p.value for p in proto.metadata_props}))
+                   decode({p.key: p.value for p in proto.metadata_props}), opset)
 
 
 def _dims(value_info: Any) -> tuple[int | None, ...]:

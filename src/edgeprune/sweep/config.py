@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StrictStr, Valid
 
 from edgeprune.errors import closest
 from edgeprune.fileio import read_config_text
+from edgeprune.runtime.backends.ov_backend import OPSET_2022_3
 from edgeprune.schedule.config import (
     KeyPath,
     ScheduleError,
@@ -129,7 +130,8 @@ class ExportSettings(_Section):
 
     model_config = ConfigDict(extra="forbid", strict=False)
     exporter: Literal["dynamo", "torchscript"] = "torchscript"  # ~4x faster to export; the parity check guards it
-    opset: int | None = None
+    # The hand-over: an opset every consumer's runtime reads, OpenVINO 2022.3 LTS (the Neural Compute Stick 2's) too.
+    opset: int | None = OPSET_2022_3
     parity_images: int = Field(default=64, ge=1)
 
 

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from edgeprune.fileio import write_json
+from edgeprune.measurement.protocol import Protocol
+from edgeprune.measurement.run import measure_model
 from edgeprune.sweep.config import BenchmarkSettings
 from edgeprune.sweep.engine import SweepStudy
 from edgeprune.sweep.job import TrialJob
@@ -19,12 +21,9 @@ from edgeprune.sweep.job import TrialJob
 
 def benchmark(onnx: str | Path, settings: BenchmarkSettings) -> dict[str, Any]:
     """The full benchmark result (edgeprune bench's JSON object) of one ONNX file."""
-    from edgeprune.jobs.bench import bench_model
-    from edgeprune.measurement.protocol import Protocol
-
     protocol = Protocol(niter=settings.niter, warmup=settings.warmup, budget_s=settings.budget_s)
-    return bench_model(str(onnx), backend=settings.backend, device=settings.device, batch=settings.batch,
-                       protocol=protocol, threads=settings.threads)
+    return measure_model(str(onnx), backend=settings.backend, device=settings.device, batch=settings.batch,
+                         protocol=protocol, threads=settings.threads)
 
 
 def headline(result: dict[str, Any]) -> dict[str, float]:

@@ -53,6 +53,7 @@ class Runner(ABC):
         self.settings = settings
         self.device = settings.device
         self.device_name = settings.device
+        self.device_plugin: str | None = None  # the device plugin's name and version, where the runtime has plugins
         self.precision_used = settings.precision
         self.read_time_ms = 0.0
         self.compile_time_ms = 0.0
