@@ -17,6 +17,7 @@ from edgeprune.errors import ConfigError
 from edgeprune.models import MODELS
 from edgeprune.models.resolve import LoadedModel, resolve_model
 from edgeprune.schedule import CompressionScheduler, load_schedule
+from edgeprune.schedule.resume import continue_notice
 from edgeprune.train.hooks import TrainingHooks
 from edgeprune.train.loop import TrainConfig, Trainer, TrainResult, resolve_device
 from edgeprune.train.metrics import evaluate
@@ -65,11 +66,13 @@ def normalization_for(loaded: LoadedModel, train_data: ImageDataset) -> dict[str
 def train_model(
     spec: str, data: str, out_dir: str | Path, config: TrainConfig, *, arch: str | None = None,
     schedule: str | Path | None = None, hooks: list[TrainingHooks] | None = None, resume: bool = True,
-    console: Console | None = None,
+    console: Console | None = None, schedule_changed: str = "refuse",
 ) -> tuple[TrainResult, LoadedModel]:
     """Train (or fine-tune) MODEL on DATA into ``out_dir``, under a compression ``schedule`` if given.
 
-    Resumes from ``out_dir`` when it holds a checkpoint (schedule state included).
+    Resumes from ``out_dir`` when it holds a checkpoint (schedule state included). A schedule file edited
+    since the checkpoint is never ignored: ``schedule_changed`` is ``refuse`` (a ScheduleChangedError
+    listing the changes) or ``continue`` (under the edited schedule from the next epoch, changes printed).
     """
     spec_schedule = load_schedule(schedule) if schedule is not None else None  # bad YAML fails first
     train_data = load_dataset(data, "train")
@@ -82,16 +85,20 @@ def train_model(
         provenance={"model": spec, "data": str(data), "schedule": str(schedule) if schedule else None,
                     "parent": loaded.checkpoint.path if loaded.checkpoint else None},
     )
-    report = None
+    report = scheduler = None
     if spec_schedule is not None:
         from edgeprune.report.run_report import RunReport  # matplotlib only when there is a report to draw
 
-        scheduler = CompressionScheduler(trainer.model, spec_schedule, trainer.optimizer, batches=trainer.train_loader)
+        scheduler = CompressionScheduler(trainer.model, spec_schedule, trainer.optimizer, batches=trainer.train_loader,
+                                         on_change=schedule_changed)
         trainer.add_hook(scheduler)
         report = RunReport(trainer, scheduler)  # after the scheduler: it measures right after pruning
         trainer.add_hook(report)
     if resume and trainer.resume():
         (console or trainer.console).print(f"resuming {out_dir} after epoch {trainer.start_epoch - 1}")
+        if scheduler is not None and scheduler.changes:
+            for line in continue_notice(scheduler.changes, scheduler.restarted, scheduler.spec, trainer.start_epoch):
+                (console or trainer.console).print(line, markup=False, highlight=False)
     elif report is not None:
         report.measure_start()
     result = trainer.fit()
