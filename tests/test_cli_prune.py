@@ -146,6 +146,23 @@ def test_schedule_check_prints_the_timeline_with_agp_targets(tmp_path) -> None:
     assert "conv2_pruner" in result.stdout and "net_thinner" in result.stdout
     assert "0.05" in result.stdout and "0.2" in result.stdout  # AGP targets at epochs 0 and 1
     assert "valid; 4 policies" in result.stdout
+    assert "0.0500 → 0.2000" in result.stdout  # the AGP ramp of one run; per epoch with --per-epoch
+    as_json = json.loads(run_cli("schedule", "check", str(MNIST_SCHEDULE), "--model", "simplenet_mnist",
+                                 "--json").stdout)
+    assert as_json["policies"] == 4 and len(as_json["firings"]) == 7
+    assert as_json["firings"][1] == {"epoch": 0, "policy": 1, "kind": "pruner", "instance": "conv2_pruner",
+                                     "class": "L1RankedStructureParameterPruner_AGP",
+                                     "agp_target": pytest.approx(0.05)}
+
+
+@pytest.mark.slow
+def test_schedule_check_of_the_founding_example_is_a_few_lines() -> None:
+    seed = shared_file("reference/seed-schedule.yaml")
+    short = run_cli("schedule", "check", str(seed), "--model", "resnet20_cifar")
+    assert short.returncode == 0, short.stderr
+    assert "10–299, every epoch" in short.stdout and len(short.stdout.splitlines()) < 12
+    full = run_cli("schedule", "check", str(seed), "--model", "resnet20_cifar", "--per-epoch")
+    assert sum(" exp_finetuning_lr " in line for line in full.stdout.splitlines()) == 290
 
 
 def test_bad_schedule_is_a_located_error_and_writes_nothing(tmp_path) -> None:

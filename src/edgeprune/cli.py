@@ -270,6 +270,9 @@ def schedule_check(
     schedule: Annotated[Path, typer.Argument(help="Distiller-format compression schedule.")],
     model: Annotated[str, typer.Option("--model", "-m", help="Zoo name, module:factory or checkpoint.")],
     epochs: Annotated[int | None, typer.Option(help="Show only epochs below this one.")] = None,
+    per_epoch: Annotated[bool, typer.Option("--per-epoch", help="One row per epoch and policy, instead of one per "
+                                                                 "run of identical firings.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (every firing).")] = False,
     arch: ArchOpt = None,
 ) -> None:
     """Validate a schedule against a model and print which policy fires at which epoch."""
@@ -278,7 +281,11 @@ def schedule_check(
 
     spec = load_schedule(schedule)
     rows = timeline(spec, resolve_model(model, arch=arch).model, epochs)
-    out.print(timeline_table(rows, title=f"{schedule.name} on {model}"))
+    if as_json:
+        print(json.dumps({"schedule": str(schedule), "valid": True, "policies": len(spec.policies),
+                          "firings": [row.to_dict() for row in rows]}))
+        return
+    out.print(timeline_table(rows, title=f"{schedule.name} on {model}", per_epoch=per_epoch))
     out.print(f"{schedule}: valid; {len(spec.policies)} policies, {len(rows)} firings.")
 
 

@@ -2,7 +2,7 @@
 
 from edgeprune.schedule.config import ScheduleError, ScheduleSpec, ScheduleWarning, load_schedule, parse_schedule
 from edgeprune.schedule.scheduler import CompressionScheduler
-from edgeprune.schedule.timeline import TimelineRow, timeline, timeline_table
+from edgeprune.schedule.timeline import TimelineRow, TimelineRun, timeline, timeline_runs, timeline_table
 
 __all__ = [
     "CompressionScheduler",
@@ -10,8 +10,10 @@ __all__ = [
     "ScheduleSpec",
     "ScheduleWarning",
     "TimelineRow",
+    "TimelineRun",
     "load_schedule",
     "parse_schedule",
     "timeline",
+    "timeline_runs",
     "timeline_table",
 ]
