@@ -47,6 +47,13 @@ def test_distiller_filter_rank_schedule_gives_distillers_counts_and_shapes(tmp_p
     assert shapes["layer3.1.conv1"] == [58, 64, 3, 3]
     assert all(shapes[f"layer3.{i}.conv1"] == [45, 64, 3, 3] for i in (2, 3, 5, 6, 7, 8))
     assert shapes["layer2.0.conv1"] == [32, 16, 3, 3] and shapes["layer3.0.conv1"] == [64, 32, 3, 3]
+    as_json = run_cli("prune", "resnet56_cifar", "--schedule", str(FILTER_RANK), "-o", str(tmp_path / "j.pth"),
+                      "--json")
+    table = json.loads(as_json.stdout)  # the printed table, as data
+    assert (table["after"]["weight_params"], table["after"]["macs"], table["thinned"]) == (634_640, 78_856_832, True)
+    layers = {x["name"]: x for x in table["layers"]}
+    assert layers["layer3.1.conv1.weight"]["shape_after"] == [58, 64, 3, 3]
+    assert layers["layer3.1.conv1.weight"]["shape_before"] == [64, 64, 3, 3]
 
 
 @pytest.mark.parametrize(("schedule", "weights", "macs", "conv1s", "stream", "fc", "grouped"), [

@@ -7,6 +7,7 @@ a non-zero exit; anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -22,7 +23,25 @@ app = typer.Typer(
     name="edgeprune", no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
     help="Prune, thin, retrain, export and measure convolutional networks for edge devices.",
 )
-out = Console()
+
+
+class _Stdout(Console):
+    """Standard output. Piped or redirected (``| less``, ``> file``) no terminal width applies, so tables print
+    at their full width instead of truncating names at 80 columns; ``COLUMNS`` still sets a width."""
+
+    @property
+    def size(self):  # type: ignore[override]
+        size = super().size
+        if self.is_terminal or os.environ.get("COLUMNS", "").isdigit():
+            return size
+        return size._replace(width=10_000)
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        self._width, self._height = new_size
+
+
+out = _Stdout()
 err = Console(stderr=True)
 
 ModelArg = Annotated[str, typer.Argument(help="Zoo name, package.module:factory, or a checkpoint file.")]
@@ -44,13 +63,19 @@ def _input_shape(text: str | None) -> tuple[int, ...] | None:
 
 
 @app.command("models")
-def models_cmd(pattern: Annotated[str, typer.Argument(help="Shell-style filter.")] = "*") -> None:
+def models_cmd(
+    pattern: Annotated[str, typer.Argument(help="Shell-style filter.")] = "*",
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object: name -> description.")] = False,
+) -> None:
     """List the architectures of the model zoo."""
     from edgeprune.models import MODELS
 
-    for name in MODELS.names(pattern):
-        doc = (MODELS.get(name).__doc__ or "").strip().splitlines()
-        out.print(f"[bold]{name}[/]  {doc[0] if doc else ''}")
+    docs = {name: ((MODELS.get(name).__doc__ or "").strip().splitlines() or [""])[0] for name in MODELS.names(pattern)}
+    if as_json:
+        print(json.dumps(docs))
+        return
+    for name, doc in docs.items():
+        out.print(f"[bold]{name}[/]  {doc}")
 
 
 @app.command()
@@ -69,8 +94,12 @@ def summary(
     s = model_summary(loaded.model, _input_shape(input_shape), arch=loaded.arch)
     if as_json:
         d = s.to_dict()
-        d["layers"] = [{k: layer[k] for k in ("name", "type", "weight_shape", "ifm", "ofm", "macs", "weight_params")}
-                       for layer in d["layers"]]
+        d["layers"] = [{k: layer[k] for k in ("name", "type", "attrs", "weight_shape", "ifm", "ofm", "macs",
+                                              "weight_params")} for layer in d["layers"]]
+        if sparsity:
+            from edgeprune.analysis.sparsity import sparsity_dict
+
+            d["sparsity"] = sparsity_dict(loaded.model)
         print(json.dumps(d))
         return
     table = Table(title=f"{s.arch}  input {tuple(s.input_shape)}")
@@ -177,11 +206,15 @@ def prune(
                                                "training, or 'all' (through its last pruning/thinning epoch): "
                                                "gradual (AGP) schedules reach their final shapes only there. "
                                                "Default: epoch 0 only.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """One-shot: apply every policy that fires at epoch 0 (or --epochs) — prune, regularize, thin — no training."""
     from edgeprune.schedule.oneshot import prune_model
 
     r = prune_model(model, schedule, output, thin=thin, data=data, arch=arch, epochs=epochs)
+    if as_json:
+        print(json.dumps(r.to_dict()))
+        return
     when = "at epoch 0" if epochs is None else "over all its epochs" if epochs == "all" else \
         f"over epochs 0 to {int(epochs) - 1}"
     table = Table(title=f"{r.arch}: weights changed by {schedule.name} {when}")
@@ -299,12 +332,16 @@ def schedule_suggest(
     target_macs: Annotated[float | None, typer.Option(
         help="Keep at most this fraction of the dense MACs, with the least summed top-1 drop.")] = None,
     round_to: Annotated[int | None, typer.Option(help="Keep a multiple of N filters in every pruned layer.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     arch: ArchOpt = None,
 ) -> None:
     """Write a one-shot filter-pruning schedule chosen from a sensitivity analysis."""
     from edgeprune.schedule.suggest import suggest_schedule, write_suggestion
 
     s = suggest_schedule(csv, model, max_drop=max_drop, target_macs=target_macs, round_to=round_to, arch=arch)
+    if as_json:
+        print(json.dumps({**s.to_dict(), "schedule": str(write_suggestion(s, output))}))
+        return
     table = Table(title=f"{s.before.arch}: filters to prune")
     for col in ("Weight", "Filters", "Pruned", "Sparsity", "Top-1 drop", "MACs saved"):
         table.add_column(col, justify="left" if col == "Weight" else "right", overflow="fold")
@@ -409,6 +446,8 @@ def report_cmd(
                                                                        "(default RUN_DIR/report.html).")] = None,
     png: Annotated[bool, typer.Option("--png", help="Sweep: also write each figure as PNG beside the HTML.")] = False,
     study: Annotated[str | None, typer.Option("--study", help="Sweep: the study, if the storage has several.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Run: print its report.json; sweep: the HTML file "
+                                                          "written, as one JSON object.")] = False,
 ) -> None:
     """Print a run's accuracy before pruning, right after pruning + thinning, and after each epoch.
 
@@ -419,11 +458,19 @@ def report_cmd(
     if is_study_target(path):
         from edgeprune.report.study_html import write_study_report
 
-        out.print(f"report: {write_study_report(path, output, study_name=study, png=png)}")
+        written = write_study_report(path, output, study_name=study, png=png)
+        if as_json:
+            print(json.dumps({"report": str(written)}))
+        else:
+            out.print(f"report: {written}")
         return
     from edgeprune.report.run_report import load_run_report, report_table
 
-    out.print(report_table(load_run_report(Path(path))))
+    report = load_run_report(Path(path))
+    if as_json:
+        print(json.dumps(report))
+    else:
+        out.print(report_table(report))
 
 
 @app.command("sweep")
@@ -441,6 +488,7 @@ def sweep_cmd(
                                                                        "runs/sweeps/NAME).")] = None,
     name: Annotated[str | None, typer.Option("--study", help="With 'status': the study, if the storage holds "
                                                              "several.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="With 'status': print one JSON object.")] = False,
 ) -> None:
     """Run a sweep on this machine (rerun to resume), or show one: `edgeprune sweep status RUN_DIR`.
 
@@ -454,7 +502,11 @@ def sweep_cmd(
             raise typer.BadParameter("give the sweep's run directory, study.db or storage URL after 'status'")
         from edgeprune.sweep.status import status_table, study_status
 
-        out.print(status_table(study_status(study, name)))
+        status = study_status(study, name)
+        if as_json:
+            print(json.dumps(status))
+        else:
+            out.print(status_table(status))
         return
     if study is not None:
         raise typer.BadParameter(f"unexpected argument {study!r} (only 'status' takes one)")
@@ -500,6 +552,8 @@ def demo(
     retrain_epochs: Annotated[int, typer.Option(help="Fine-tuning epochs of each sweep trial.")] = 3,
     trials: Annotated[int, typer.Option(help="At most N sweep trials (a sample of a larger grid).")] = 27,
     fresh: Annotated[bool, typer.Option(help="Delete the run directory's earlier demo and start over.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object (summary.json).")
+                       ] = False,
 ) -> None:
     """The whole job, offline: train, analyse, suggest a schedule, sweep with agents, report the best trade-offs."""
     from edgeprune.demo import DemoSettings, print_summary, run_demo
@@ -510,7 +564,10 @@ def demo(
     except KeyboardInterrupt:
         err.print(f"interrupted: what is done stays in {output}; run the same command to continue")
         raise typer.Exit(130) from None
-    print_summary(result, out)
+    if as_json:
+        print(json.dumps(result.to_dict()))
+    else:
+        print_summary(result, out)
 
 
 agent_app = typer.Typer(no_args_is_help=True, help="Producer/consumer agents: produce a sweep's trials on some "
