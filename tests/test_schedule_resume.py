@@ -6,6 +6,8 @@ after ``desired_sparsity: 0.25`` became ``0.75`` went on pruning 3 of 12 filters
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from rich.console import Console
 
@@ -100,6 +102,12 @@ def test_changes_are_listed_by_key_path() -> None:
                        ScheduleChange(("policies",), [{"a": 1}], [{"a": 1}, {"b": 2}])]
     assert str(changes[1]) == "pruners.p.noise: (absent) → 0.1"
     assert schedule_changes({"x": 1}, {"x": 1.0}) == [] and schedule_changes({"x": 1}, {"x": True}) != []
+
+
+def test_the_recorded_schedule_is_plain_json_data(tmp_path) -> None:
+    """A YAML date (``version: 2020-01-01``) would make the checkpoint unreadable by a weights-only loader."""
+    document = schedule_document(parse_schedule("version: 2020-01-01\n" + SCHEDULE.format(sparsity=0.25)))
+    assert json.loads(json.dumps(document)) == document and document["version"] == "2020-01-01"
 
 
 def test_only_policies_whose_definition_changed_start_afresh() -> None:

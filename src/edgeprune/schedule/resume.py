@@ -63,8 +63,11 @@ def check_on_change(value: str) -> str:
 
 
 def schedule_document(spec: ScheduleSpec) -> dict[str, Any]:
-    """The schedule as plain data, the form a checkpoint records and resumes compare."""
-    return spec.model_dump(by_alias=True, exclude_none=True)
+    """The schedule as plain data, the form a checkpoint records and resumes compare.
+
+    JSON types only (a YAML date becomes its ISO text), so ``torch.load(weights_only=True)`` reads it back.
+    """
+    return spec.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
 def schedule_changes(old: Any, new: Any, path: KeyPath = ()) -> list[ScheduleChange]:
@@ -88,7 +91,7 @@ def policy_definitions(document: dict[str, Any]) -> list[str]:
     for policy in document.get("policies", []):
         kind = next(k for k in POLICY_KINDS if k in policy)
         instance = document.get(POLICY_KINDS[kind], {}).get(policy[kind]["instance_name"])
-        definitions.append(json.dumps([policy, instance], sort_keys=True, default=repr))
+        definitions.append(json.dumps([policy, instance], sort_keys=True))
     return definitions
 
 
