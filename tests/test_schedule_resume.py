@@ -92,6 +92,25 @@ def test_an_unedited_schedule_resumes_silently_even_if_reformatted(tmp_path) -> 
     assert len(result.history) == 2 and _zero_filters(run) == 3
 
 
+def test_dropping_or_adding_the_schedule_on_resume_is_a_change_too(tmp_path) -> None:
+    """Without --schedule a pruned run's masks would silently stop; added, a schedule would start mid-run."""
+    _, run = _first_epoch(tmp_path)
+    with pytest.raises(ScheduleChangedError, match="trained under a compression schedule and no --schedule") as info:
+        train_model(MODEL, "digits", run, _config(2))
+    assert "Give the --schedule it was trained under" in info.value.hint
+    console = Console(record=True, width=200)
+    train_model(MODEL, "digits", run, _config(2), schedule_changed="continue", console=console)
+    assert "its masks are no longer applied" in console.export_text()
+
+    plain, schedule = tmp_path / "plain", tmp_path / "s.yaml"
+    train_model(MODEL, "digits", plain, _config(1))
+    with pytest.raises(ScheduleChangedError, match="trained without a compression schedule: resuming under"):
+        train_model(MODEL, "digits", plain, _config(2), schedule=schedule)
+    console = Console(record=True, width=200)
+    train_model(MODEL, "digits", plain, _config(2), schedule=schedule, schedule_changed="continue", console=console)
+    assert "its policies of epochs before 1 never fire" in console.export_text()
+
+
 def test_changes_are_listed_by_key_path() -> None:
     old = {"pruners": {"p": {"class": "X", "desired_sparsity": 0.5, "weights": ["a", "b"]}}, "policies": [{"a": 1}]}
     new = {"pruners": {"p": {"class": "X", "desired_sparsity": 0.5, "weights": ["a", "c"], "noise": 0.1}},

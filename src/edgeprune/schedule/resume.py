@@ -45,15 +45,12 @@ class ScheduleChange:
 class ScheduleChangedError(ConfigError):
     """The schedule given for a resume differs from the one the checkpoint was trained under."""
 
-    def __init__(self, changes: Sequence[ScheduleChange], schedule: str) -> None:
+    def __init__(self, message: str, hint: str, changes: Sequence[ScheduleChange] = ()) -> None:
         self.changes = list(changes)
-        listed = "\n".join(f"  {change}" for change in self.changes)
-        super().__init__(
-            f"{schedule} differs from the schedule this run was trained under, so it cannot resume as saved:\n"
-            f"{listed}",
-            hint="Rerun with --schedule-changed continue to train the remaining epochs under the edited schedule, "
-                 "undo the edit to resume exactly, or start over with --no-resume (or a new --output directory).",
-        )
+        super().__init__("\n".join([message, *(f"  {change}" for change in self.changes)]), hint=hint)
+
+
+START_OVER = "or start over with --no-resume (or a new --output directory)"
 
 
 def check_on_change(value: str) -> str:
@@ -103,8 +100,51 @@ def matching_policies(old: dict[str, Any], new: dict[str, Any]) -> list[int | No
     return [(unused.get(d) or [None]).pop(0) for d in policy_definitions(new)]
 
 
-def continue_notice(changes: Sequence[ScheduleChange], restarted: Sequence[Policy], spec: ScheduleSpec,
-                    start_epoch: int) -> list[str]:
+def recorded_schedule(hook_states: Sequence[Any]) -> dict[str, Any] | None:
+    """The schedule a checkpoint's hook states record, ``{}`` for a scheduler state from before schedules were
+    recorded, None when the run had no compression schedule."""
+    for state in hook_states:
+        if isinstance(state, dict) and "masks_dict" in state and "policies" in state:
+            return state.get("schedule", {})
+    return None
+
+
+def check_resumed_schedule(hook_states: Sequence[Any], scheduler: Any, on_change: str, start_epoch: int,
+                           run: str) -> list[str]:
+    """What a resume tells the user about its schedule; raises :class:`ScheduleChangedError` when refusing.
+
+    ``hook_states`` are the checkpoint's, ``scheduler`` the :class:`CompressionScheduler` of the schedule given
+    now (None: none given; it has compared an edited schedule already). A schedule dropped or added on resume
+    is a change too: dropped, its masks are no longer applied; added, its policies of past epochs never fire.
+    """
+    check_on_change(on_change)
+    recorded = recorded_schedule(hook_states)
+    if scheduler is None and recorded is not None:
+        if on_change == "refuse":
+            raise ScheduleChangedError(
+                f"{run} was trained under a compression schedule and no --schedule is given: resuming would stop "
+                "applying its masks and policies.",
+                hint="Give the --schedule it was trained under to resume exactly, rerun with --schedule-changed "
+                     f"continue to train on without it, {START_OVER}.")
+        return [f"{run} was trained under a compression schedule; training epochs {start_epoch}.. without it "
+                "(--schedule-changed continue): its masks are no longer applied"]
+    if scheduler is not None and recorded is None:
+        name = scheduler.spec.source.filename
+        if on_change == "refuse":
+            raise ScheduleChangedError(
+                f"{run} was trained without a compression schedule: resuming under {name} would start it at epoch "
+                f"{start_epoch}, and its policies of earlier epochs would never fire.",
+                hint=f"Resume without --schedule to continue as saved, rerun with --schedule-changed continue to "
+                     f"apply it from epoch {start_epoch}, {START_OVER}.")
+        return [f"{run} was trained without a compression schedule; training epochs {start_epoch}.. under {name} "
+                f"(--schedule-changed continue): its policies of epochs before {start_epoch} never fire"]
+    if scheduler is None or not scheduler.changes:
+        return []
+    return _continue_notice(scheduler.changes, scheduler.restarted, scheduler.spec, start_epoch)
+
+
+def _continue_notice(changes: Sequence[ScheduleChange], restarted: Sequence[Policy], spec: ScheduleSpec,
+                     start_epoch: int) -> list[str]:
     """What a resume under an edited schedule tells the user: the changes, and which policies start afresh."""
     index = {id(policy): i for i, policy in enumerate(spec.policies)}
     lines = [f"{spec.source.filename} changed since the checkpoint; training epochs {start_epoch}.. under the "

@@ -28,6 +28,7 @@ from edgeprune.schedule.config import ScheduleSpec, load_schedule
 from edgeprune.schedule.policies import LRPolicy, Policy, ScheduleContext
 from edgeprune.schedule.resume import (
     ON_CHANGE,
+    START_OVER,
     ScheduleChange,
     ScheduleChangedError,
     check_on_change,
@@ -197,8 +198,12 @@ class CompressionScheduler(TrainingHooks):
         current = schedule_document(self.spec)
         self.changes = schedule_changes(saved, current)
         if self.changes and self.on_change == "refuse":
-            raise ScheduleChangedError(self.changes, self.spec.source.filename)
-        saved_by_yaml = dict(zip(state.get("policy_index", range(len(states))), states, strict=False))
+            raise ScheduleChangedError(
+                f"{self.spec.source.filename} differs from the schedule this run was trained under, so it cannot "
+                "resume as saved:", changes=self.changes,
+                hint="Rerun with --schedule-changed continue to train the remaining epochs under the edited "
+                     f"schedule, undo the edit to resume exactly, {START_OVER}.")
+        saved_by_yaml = dict(zip(state["policy_index"], states, strict=True))
         match, index = matching_policies(saved, current), self._yaml_index
         restored = [saved_by_yaml.get(match[index[id(p.spec)]]) for p in self.policies]  # type: ignore[arg-type]
         self.restarted = [p for p, s in zip(self.policies, restored, strict=True) if s is None]

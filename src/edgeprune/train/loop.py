@@ -160,6 +160,7 @@ class Trainer:
                                         **common)
         self.val_loader = BatchLoader(val_data, config.eval_batch_size, shuffle=False, augment=False, **common)
         self.start_epoch = 0
+        self.resumed_hook_states: list[Any] = []
         self.history: list[dict[str, float]] = []
         self.best_top1 = -1.0
 
@@ -190,6 +191,7 @@ class Trainer:
         if self.lr_scheduler is not None and ckpt.lr_scheduler:
             self.lr_scheduler.load_state_dict(ckpt.lr_scheduler)
         hook_states = (ckpt.schedule or {}).get("hooks", [])
+        self.resumed_hook_states = list(hook_states)  # what the caller checks against the hooks it gave
         for hook, state in zip(self.hooks, hook_states, strict=False):
             hook.load_state_dict(state)
         restore_rng(ckpt.rng)

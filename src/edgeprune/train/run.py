@@ -17,7 +17,7 @@ from edgeprune.errors import ConfigError
 from edgeprune.models import MODELS
 from edgeprune.models.resolve import LoadedModel, resolve_model
 from edgeprune.schedule import CompressionScheduler, load_schedule
-from edgeprune.schedule.resume import continue_notice
+from edgeprune.schedule.resume import check_resumed_schedule
 from edgeprune.train.hooks import TrainingHooks
 from edgeprune.train.loop import TrainConfig, Trainer, TrainResult, resolve_device
 from edgeprune.train.metrics import evaluate
@@ -95,10 +95,10 @@ def train_model(
         report = RunReport(trainer, scheduler)  # after the scheduler: it measures right after pruning
         trainer.add_hook(report)
     if resume and trainer.resume():
-        (console or trainer.console).print(f"resuming {out_dir} after epoch {trainer.start_epoch - 1}")
-        if scheduler is not None and scheduler.changes:
-            for line in continue_notice(scheduler.changes, scheduler.restarted, scheduler.spec, trainer.start_epoch):
-                (console or trainer.console).print(line, markup=False, highlight=False)
+        notices = check_resumed_schedule(trainer.resumed_hook_states, scheduler, schedule_changed,
+                                         trainer.start_epoch, str(out_dir))
+        for line in [f"resuming {out_dir} after epoch {trainer.start_epoch - 1}", *notices]:
+            (console or trainer.console).print(line, markup=False, highlight=False, soft_wrap=True)
     elif report is not None:
         report.measure_start()
     result = trainer.fit()
