@@ -6,6 +6,8 @@ never ignored: by default the resume is refused with the list of changes (key pa
 ways out; with ``continue`` the run goes on under the edited schedule from the next epoch: policies whose
 definition is unchanged keep their saved state, edited or new ones start afresh from the YAML, and the
 masks already applied stay applied (Distiller re-reads the schedule on resume in the same way).
+Resuming a run trained under a schedule without one, or adding one to a run trained without, is a
+change too, refused or continued the same way.
 """
 
 from __future__ import annotations
