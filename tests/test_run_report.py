@@ -82,6 +82,7 @@ def test_report_has_before_after_pruning_and_every_epoch(tmp_path, trained) -> N
     printed = run_cli("report", str(run), cwd=REPO)
     assert printed.returncode == 0, printed.stderr
     assert "before pruning" in printed.stdout and f"{after.metrics['top1']:.2f}" in printed.stdout
+    assert json.loads(run_cli("report", str(run), "--json").stdout) == report
 
 
 def test_resumed_run_keeps_its_before_and_after_numbers(tmp_path, trained) -> None:

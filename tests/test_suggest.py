@@ -189,6 +189,12 @@ def test_suggested_schedule_trains_unchanged_and_writes_the_report(tmp_path) -> 
                      "-o", str(tmp_path / "s.yaml"), cwd=REPO)
     assert result.returncode == 0, result.stderr
     assert "block.conv_a.weight" in result.stdout and "conv2.weight" in result.stdout
+    as_json = json.loads(run_cli("schedule", "suggest", str(csv), "--model", "tests.tiny_nets:tiny_resnet",
+                                 "--max-drop", "1", "-o", str(tmp_path / "j.yaml"), "--json", cwd=REPO).stdout)
+    chosen = {c["weight"]: c for c in as_json["chosen"]}
+    assert (chosen["block.conv_a.weight"]["pruned"], chosen["conv2.weight"]["pruned"]) == (4, 2)
+    assert as_json["summed_drop"] == pytest.approx(sum(max(c["top1_drop"], 0) for c in chosen.values()))
+    assert as_json["schedule"] == str(tmp_path / "j.yaml") and (tmp_path / "j.yaml").is_file()
     cfg = TrainConfig(epochs=1, batch_size=64, lr=0.05, device="cpu", progress=False)
     _, loaded = train_model("tests.tiny_nets:tiny_resnet", "digits", tmp_path / "run", cfg,
                             schedule=tmp_path / "s.yaml")

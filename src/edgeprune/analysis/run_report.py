@@ -174,7 +174,7 @@ def plot_accuracy(report: dict[str, Any], path: str | Path) -> Path:
     ax = fig.add_subplot()
     before, after = report.get("before_pruning"), report.get("after_pruning")
     start = [after] if after else []
-    xs = [after["epoch"]] * len(start) + [e["epoch"] + 1 for e in report.get("epochs", [])]
+    xs = [p["epoch"] for p in start] + [e["epoch"] + 1 for e in report.get("epochs", [])]  # after may be None
     for metric, style, color in (("top1", "-", "#4C72B0"), ("top5", "--", "#55A868")):
         points = start + report.get("epochs", [])
         ax.plot(xs, [p[metric] for p in points], style, marker="o", markersize=4, color=color, label=metric)

@@ -35,6 +35,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -97,6 +98,15 @@ class Suggestion:
     @property
     def summed_drop(self) -> float:
         return summed_drop(self.layers)
+
+    def to_dict(self) -> dict[str, Any]:
+        """What ``edgeprune schedule suggest`` prints, as plain data (``--json``)."""
+        return {"arch": self.before.arch, "macs_before": self.before.macs, "macs_after": self.after.macs,
+                "summed_drop": self.summed_drop, "max_drop": self.max_drop, "target_macs": self.target_macs,
+                "chosen": [{"weight": p.weight, "filters": p.filters, "pruned": p.chosen.pruned,
+                            "sparsity": p.chosen.sparsity, "top1_drop": p.chosen.drop, "macs_saved": p.macs_saved}
+                           for p in self.chosen if p.chosen is not None],
+                "excluded": dict(self.excluded)}
 
 
 def summed_drop(plans: Sequence[LayerPlan]) -> float:

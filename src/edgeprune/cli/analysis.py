@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -109,6 +110,8 @@ def report_cmd(
                                                                        "(default RUN_DIR/report.html).")] = None,
     png: Annotated[bool, typer.Option("--png", help="Sweep: also write each figure as PNG beside the HTML.")] = False,
     study: Annotated[str | None, typer.Option("--study", help="Sweep: the study, if the storage has several.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Run: print its report.json; sweep: the HTML file "
+                                                          "written, as one JSON object.")] = False,
 ) -> None:
     """Print a run's accuracy before pruning, right after pruning + thinning, and after each epoch.
 
@@ -119,8 +122,16 @@ def report_cmd(
     if is_study_target(path):
         from edgeprune.report.study_html import write_study_report
 
-        out.print(f"report: {write_study_report(path, output, study_name=study, png=png)}")
+        written = write_study_report(path, output, study_name=study, png=png)
+        if as_json:
+            print(json.dumps({"report": str(written)}))
+        else:
+            out.print(f"report: {written}")
         return
     from edgeprune.analysis.run_report import load_run_report, report_table
 
-    out.print(report_table(load_run_report(Path(path))))
+    report = load_run_report(Path(path))
+    if as_json:
+        print(json.dumps(report))
+    else:
+        out.print(report_table(report))

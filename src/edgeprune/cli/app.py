@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -17,7 +18,25 @@ app = typer.Typer(
     name="edgeprune", no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
     help="Prune, thin, retrain, export and measure convolutional networks for edge devices.",
 )
-out = Console()
+
+
+class _Stdout(Console):
+    """Standard output. Piped or redirected (``| less``, ``> file``) no terminal width applies, so tables print
+    at their full width instead of truncating names at 80 columns; ``COLUMNS`` still sets a width."""
+
+    @property
+    def size(self):  # type: ignore[override]
+        size = super().size
+        if self.is_terminal or os.environ.get("COLUMNS", "").isdigit():
+            return size
+        return size._replace(width=10_000)
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        self._width, self._height = new_size
+
+
+out = _Stdout()
 err = Console(stderr=True)
 
 ModelArg = Annotated[str, typer.Argument(help="Zoo name, package.module:factory, or a checkpoint file.")]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -26,6 +27,8 @@ def demo(
     retrain_epochs: Annotated[int, typer.Option(help="Fine-tuning epochs of each sweep trial.")] = 3,
     trials: Annotated[int, typer.Option(help="At most N sweep trials (a sample of a larger grid).")] = 27,
     fresh: Annotated[bool, typer.Option(help="Delete the run directory's earlier demo and start over.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object (summary.json).")
+                       ] = False,
 ) -> None:
     """The whole job, offline: train, analyse, suggest a schedule, sweep with agents, report the best trade-offs."""
     from edgeprune.demo import DemoSettings, print_summary, run_demo
@@ -36,4 +39,7 @@ def demo(
     except KeyboardInterrupt:
         err.print(f"interrupted: what is done stays in {output}; run the same command to continue")
         raise typer.Exit(130) from None
-    print_summary(result, out)
+    if as_json:
+        print(json.dumps(result.to_dict()))
+    else:
+        print_summary(result, out)

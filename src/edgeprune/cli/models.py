@@ -18,13 +18,19 @@ from edgeprune.cli.app import (
 
 
 @app.command("models")
-def models_cmd(pattern: Annotated[str, typer.Argument(help="Shell-style filter.")] = "*") -> None:
+def models_cmd(
+    pattern: Annotated[str, typer.Argument(help="Shell-style filter.")] = "*",
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object: name -> description.")] = False,
+) -> None:
     """List the architectures of the model zoo."""
     from edgeprune.models import MODELS
 
-    for name in MODELS.names(pattern):
-        doc = (MODELS.get(name).__doc__ or "").strip().splitlines()
-        out.print(f"[bold]{name}[/]  {doc[0] if doc else ''}")
+    docs = {name: ((MODELS.get(name).__doc__ or "").strip().splitlines() or [""])[0] for name in MODELS.names(pattern)}
+    if as_json:
+        print(json.dumps(docs))
+        return
+    for name, doc in docs.items():
+        out.print(f"[bold]{name}[/]  {doc}")
 
 
 @app.command()
@@ -43,8 +49,12 @@ def summary(
     s = model_summary(loaded.model, input_shape_of_text(input_shape), arch=loaded.arch)
     if as_json:
         d = s.to_dict()
-        d["layers"] = [{k: layer[k] for k in ("name", "type", "weight_shape", "ifm", "ofm", "macs", "weight_params")}
-                       for layer in d["layers"]]
+        d["layers"] = [{k: layer[k] for k in ("name", "type", "attrs", "weight_shape", "ifm", "ofm", "macs",
+                                              "weight_params")} for layer in d["layers"]]
+        if sparsity:
+            from edgeprune.models.sparsity import sparsity_dict
+
+            d["sparsity"] = sparsity_dict(loaded.model)
         print(json.dumps(d))
         return
     table = Table(title=f"{s.arch}  input {tuple(s.input_shape)}")

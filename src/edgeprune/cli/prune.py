@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -29,11 +30,15 @@ def prune(
                                                "training, or 'all' (through its last pruning/thinning epoch): "
                                                "gradual (AGP) schedules reach their final shapes only there. "
                                                "Default: epoch 0 only.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """One-shot: apply every policy that fires at epoch 0 (or --epochs) — prune, regularize, thin — no training."""
     from edgeprune.jobs.prune import prune_model
 
     r = prune_model(model, schedule, output, thin=thin, data=data, arch=arch, epochs=epochs)
+    if as_json:
+        print(json.dumps(r.to_dict()))
+        return
     when = "at epoch 0" if epochs is None else "over all its epochs" if epochs == "all" else \
         f"over epochs 0 to {int(epochs) - 1}"
     table = Table(title=f"{r.arch}: weights changed by {schedule.name} {when}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -23,6 +24,9 @@ def schedule_check(
     schedule: Annotated[Path, typer.Argument(help="Distiller-format compression schedule.")],
     model: Annotated[str, typer.Option("--model", "-m", help="Zoo name, module:factory or checkpoint.")],
     epochs: Annotated[int | None, typer.Option(help="Show only epochs below this one.")] = None,
+    per_epoch: Annotated[bool, typer.Option("--per-epoch", help="One row per epoch and policy, instead of one per "
+                                                                 "run of identical firings.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (every firing).")] = False,
     arch: ArchOpt = None,
 ) -> None:
     """Validate a schedule against a model and print which policy fires at which epoch."""
@@ -32,7 +36,11 @@ def schedule_check(
 
     spec = load_schedule(schedule)
     rows = timeline(spec, resolve_model(model, arch=arch).model, epochs)
-    out.print(timeline_table(rows, title=f"{schedule.name} on {model}"))
+    if as_json:
+        print(json.dumps({"schedule": str(schedule), "valid": True, "policies": len(spec.policies),
+                          "firings": [row.to_dict() for row in rows]}))
+        return
+    out.print(timeline_table(rows, title=f"{schedule.name} on {model}", per_epoch=per_epoch))
     out.print(f"{schedule}: valid; {len(spec.policies)} policies, {len(rows)} firings.")
 
 
@@ -46,12 +54,16 @@ def schedule_suggest(
     target_macs: Annotated[float | None, typer.Option(
         help="Keep at most this fraction of the dense MACs, with the least summed top-1 drop.")] = None,
     round_to: Annotated[int | None, typer.Option(help="Keep a multiple of N filters in every pruned layer.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     arch: ArchOpt = None,
 ) -> None:
     """Write a one-shot filter-pruning schedule chosen from a sensitivity analysis."""
     from edgeprune.analysis.suggest import suggest_schedule, write_suggestion
 
     s = suggest_schedule(csv, model, max_drop=max_drop, target_macs=target_macs, round_to=round_to, arch=arch)
+    if as_json:
+        print(json.dumps({**s.to_dict(), "schedule": str(write_suggestion(s, output))}))
+        return
     table = Table(title=f"{s.before.arch}: filters to prune")
     for col in ("Weight", "Filters", "Pruned", "Sparsity", "Top-1 drop", "MACs saved"):
         table.add_column(col, justify="left" if col == "Weight" else "right", overflow="fold")

@@ -31,6 +31,7 @@ def sweep_cmd(
                                                                        "runs/sweeps/NAME).")] = None,
     name: Annotated[str | None, typer.Option("--study", help="With 'status': the study, if the storage holds "
                                                              "several.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="With 'status': print one JSON object.")] = False,
 ) -> None:
     """Run a sweep on this machine (rerun to resume); `edgeprune status RUN_DIR` shows where it stands.
 
@@ -43,7 +44,7 @@ def sweep_cmd(
         if study is None:
             raise typer.BadParameter("give the sweep's run directory, study.db or storage URL after 'status'")
         err.print(f"deprecated: `edgeprune sweep status` is now `edgeprune status {study}`", highlight=False)
-        print_study_status(study, name, as_json=False)
+        print_study_status(study, name, as_json=as_json)
         return
     if study is not None:
         raise typer.BadParameter(f"unexpected argument {study!r} (only 'status' takes one)")

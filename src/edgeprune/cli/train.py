@@ -40,6 +40,9 @@ def train(
     channels_last: Annotated[bool, typer.Option(help="Use the channels_last memory format.")] = False,
     resume: Annotated[bool, typer.Option(help="Continue from OUTPUT's last checkpoint if there is one.")] = True,
     schedule: ScheduleOpt = None,
+    schedule_changed: Annotated[str, typer.Option(help="On resume, if --schedule differs from the checkpoint's: "
+                                                       "refuse (list the changes) | continue (under the edited "
+                                                       "schedule from the next epoch).")] = "refuse",
     arch: ArchOpt = None,
 ) -> None:
     """Train or fine-tune MODEL on DATA, under a compression schedule if given; exact resume."""
@@ -49,7 +52,8 @@ def train(
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, momentum=momentum,
                       nesterov=nesterov, weight_decay=weight_decay, lr_schedule=lr_schedule, augment=augment,
                       seed=seed, device=device, channels_last=channels_last)
-    result, _ = train_model(model, data, output, cfg, arch=arch, schedule=schedule, resume=resume, console=err)
+    result, _ = train_model(model, data, output, cfg, arch=arch, schedule=schedule, resume=resume, console=err,
+                            schedule_changed=schedule_changed)
     f = result.final
     out.print(f"top1 {f.get('top1', 0):.2f}  top5 {f.get('top5', 0):.2f}  loss {f.get('loss', 0):.4f}  "
               f"-> {output / 'checkpoint.pth'}")

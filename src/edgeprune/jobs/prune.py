@@ -9,8 +9,9 @@ the parent model and the schedule (with its SHA-256) that produced it.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from torch import nn
 
@@ -49,7 +50,16 @@ class PruneResult:
     before: ModelSummary
     after: ModelSummary
     layers: list[LayerOutcome] = field(default_factory=list)
-    thinned: bool = False
+    thinned: bool = False  # filters or channels were removed, not only zeroed
+
+    def to_dict(self) -> dict[str, Any]:
+        """What ``edgeprune prune`` prints, as plain data (``--json``)."""
+        totals = ("macs", "weight_params", "params")
+        return {"checkpoint": str(self.out), "arch": self.arch, "thinned": self.thinned,
+                "before": {k: getattr(self.before, k) for k in totals},
+                "after": {k: getattr(self.after, k) for k in totals},
+                "layers": [{**asdict(x), "shape_before": list(x.shape_before), "shape_after": list(x.shape_after)}
+                           for x in self.layers]}
 
 
 def prune_model(model_spec: str, schedule_path: str | Path, out: str | Path, *, thin: bool = False,
@@ -91,7 +101,9 @@ def prune_model(model_spec: str, schedule_path: str | Path, out: str | Path, *, 
         provenance={"parent": ckpt.path if ckpt else model_spec, "schedule": str(schedule_path),
                     "schedule_sha256": hashlib.sha256(schedule_bytes).hexdigest(), "thin": thin},
     )
-    return PruneResult(Path(out), loaded.arch, before, after, _outcomes(before, model), thin)
+    layers = _outcomes(before, model)
+    thinned = thin or any(x.shape_before != x.shape_after for x in layers)  # --thin, or a thinning extension
+    return PruneResult(Path(out), loaded.arch, before, after, layers, thinned)
 
 
 def _epoch_count(epochs: int | str) -> int:

@@ -17,6 +17,7 @@ from edgeprune.jobs.evaluate import evaluate_exported
 from edgeprune.jobs.inputs import load_model_for_data, normalization_for
 from edgeprune.models.resolve import LoadedModel
 from edgeprune.schedule import CompressionScheduler, load_schedule
+from edgeprune.schedule.resume import check_resumed_schedule
 from edgeprune.training.hooks import TrainingHooks
 from edgeprune.training.loop import TrainConfig, Trainer, TrainResult, resolve_device
 from edgeprune.training.metrics import evaluate
@@ -33,11 +34,13 @@ class EvalResult:
 def train_model(
     spec: str, data: str, out_dir: str | Path, config: TrainConfig, *, arch: str | None = None,
     schedule: str | Path | None = None, hooks: list[TrainingHooks] | None = None, resume: bool = True,
-    console: Console | None = None,
+    console: Console | None = None, schedule_changed: str = "refuse",
 ) -> tuple[TrainResult, LoadedModel]:
     """Train (or fine-tune) MODEL on DATA into ``out_dir``, under a compression ``schedule`` if given.
 
-    Resumes from ``out_dir`` when it holds a checkpoint (schedule state included).
+    Resumes from ``out_dir`` when it holds a checkpoint (schedule state included). A schedule file edited
+    since the checkpoint is never ignored: ``schedule_changed`` is ``refuse`` (a ScheduleChangedError
+    listing the changes) or ``continue`` (under the edited schedule from the next epoch, changes printed).
     """
     spec_schedule = load_schedule(schedule) if schedule is not None else None  # bad YAML fails first
     train_data = load_dataset(data, "train")
@@ -50,14 +53,18 @@ def train_model(
         provenance={"model": spec, "data": str(data), "schedule": str(schedule) if schedule else None,
                     "parent": loaded.checkpoint.path if loaded.checkpoint else None},
     )
-    report = None
+    report = scheduler = None
     if spec_schedule is not None:
-        scheduler = CompressionScheduler(trainer.model, spec_schedule, trainer.optimizer, batches=trainer.train_loader)
+        scheduler = CompressionScheduler(trainer.model, spec_schedule, trainer.optimizer, batches=trainer.train_loader,
+                                         on_change=schedule_changed)
         trainer.add_hook(scheduler)
         report = RunReport(trainer, scheduler)  # after the scheduler: it measures right after pruning
         trainer.add_hook(report)
     if resume and trainer.resume():
-        (console or trainer.console).print(f"resuming {out_dir} after epoch {trainer.start_epoch - 1}")
+        notices = check_resumed_schedule(trainer.resumed_hook_states, scheduler, schedule_changed,
+                                         trainer.start_epoch, str(out_dir))
+        for line in [f"resuming {out_dir} after epoch {trainer.start_epoch - 1}", *notices]:
+            (console or trainer.console).print(line, markup=False, highlight=False, soft_wrap=True)
     elif report is not None:
         report.measure_start()
     result = trainer.fit()

@@ -6,7 +6,7 @@ Linear (out, in) weight as Wᵀ), because Distiller's tables and tests are state
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
@@ -104,3 +104,9 @@ def sparsity_table(model: nn.Module) -> tuple[list[SparsityRow], float]:
         total += t.numel()
         total_nnz += nnz
     return rows, (100.0 * (1 - total_nnz / total) if total else 0.0)
+
+
+def sparsity_dict(model: nn.Module) -> dict[str, object]:
+    """:func:`sparsity_table` as plain data (``summary --sparsity --json``): ``weights`` rows and ``total`` (%)."""
+    rows, total = sparsity_table(model)
+    return {"weights": [{**asdict(row), "shape": list(row.shape)} for row in rows], "total": total}
