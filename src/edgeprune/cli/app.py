@@ -89,7 +89,7 @@ def _missing_training_stack(exc: ModuleNotFoundError) -> None:
         raise exc
     err.print("[bold red]error:[/] " + escape(f"this command needs {exc.name!r}, part of the training stack, which "
                                               "this install does not have (`edgeprune[consumer]` measures: `agent "
-                                              "consumer`, `bench` and `eval` of .onnx/.xml files)."), highlight=False)
+                                              "consumer` and `bench` of .onnx/.xml files)."), highlight=False)
     err.print("pip install torch==2.13.0 && pip install 'edgeprune[train]'", highlight=False, markup=False)
     sys.exit(2)
 

@@ -10,7 +10,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from edgeprune.jobs.export import export_model
 from edgeprune.measurement.protocol import Protocol
 from edgeprune.measurement.run import measure_model
 from edgeprune.runtime.modelfile import model_kind
@@ -26,6 +25,9 @@ def bench_model(model: str, *, backend: str = "openvino", device: str = "CPU", b
                                "arch": arch}
     if model_kind(model) is not None or backend == "torch":
         return measure_model(model, **options)
+    # Exporting needs torch, which a measuring host (edgeprune[consumer]) does not have: loaded only here.
+    from edgeprune.jobs.export import export_model
+
     with tempfile.TemporaryDirectory(prefix="edgeprune-bench-") as tmp:
         onnx = export_model(model, Path(tmp) / "model.onnx", batch=batch, arch=arch, exporter=exporter).onnx
         return measure_model(str(onnx), label=str(model), model_format=f"pytorch, exported to ONNX ({exporter})",
