@@ -15,13 +15,12 @@ import torch
 
 from edgeprune.models.resolve import LoadedModel
 from edgeprune.models.widths import layer_widths
+from edgeprune.version import __version__
 
 
 def provenance_metadata(loaded: LoadedModel, input_shape: tuple[int, ...], *, exporter: str,
                         opset: int | None) -> dict[str, Any]:
     """Everything needed to trust, evaluate and reproduce an export, as plain data (keys without prefix)."""
-    from edgeprune import __version__
-
     ckpt = loaded.checkpoint
     meta: dict[str, Any] = {
         "version": __version__,

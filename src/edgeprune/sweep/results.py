@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from edgeprune.errors import ConfigError, UnknownNameError
+from edgeprune.sweep.storage import open_storage, redact
 
 
 def is_study_target(target: str) -> bool:
@@ -70,7 +71,6 @@ def open_study(target: str, study_name: str | None = None) -> tuple[Any, str, Pa
     """
     import optuna
 
-    from edgeprune.sweep.storage import open_storage, redact
 
     url, run_dir = storage_url_for(target)
     if run_dir is not None and not (run_dir / "study.db").is_file() and not Path(target).is_file():
@@ -96,8 +96,6 @@ def open_study(target: str, study_name: str | None = None) -> tuple[Any, str, Pa
 
 def study_data(study: Any, url: str, run_dir: Path | None = None) -> StudyData:
     """What the report and the live views draw, read once from an open Optuna study."""
-    from edgeprune.sweep.storage import redact
-
     attrs = dict(study.user_attrs)
     objectives = attrs.get("objectives") or [{"name": f"objective {i}", "goal": d.name.lower()}
                                              for i, d in enumerate(study.directions)]

@@ -43,6 +43,7 @@ from edgeprune.sweep.progress import (
 from edgeprune.sweep.storage import default_url
 from edgeprune.tracking import Trackers, make_trackers
 from edgeprune.tracking.settings import WandbSettings
+from edgeprune.tracking.wandb_tracker import wandb_mode
 
 POLL_S = 0.5
 
@@ -137,8 +138,6 @@ class SweepRunner:
         return True
 
     def _launch(self, asked: AskedTrial, trial_dir: Path) -> TrialProcess:
-        from edgeprune.tracking.wandb_tracker import wandb_mode
-
         cfg = self.cfg
         run_id, sweep_id = new_run_id(asked.number), _sweep_id(cfg.study_name)
         params_dir = trial_dir / "wandb" / f"sweep-{sweep_id}"
