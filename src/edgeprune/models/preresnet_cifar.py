@@ -34,11 +34,9 @@ class PreactBasicBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         preact = self.pre_relu(self.pre_bn(x))
         out = self.conv2(self.relu(self.bn(self.conv1(preact))))
-        if self.downsample is None:
-            residual = x
-        else:
-            residual = self.downsample(preact if self.preact_downsample else x)
-        return out + residual
+        if self.downsample is not None:
+            x = self.downsample(preact if self.preact_downsample else x)
+        return out + x
 
 
 class PreactResNetCifar(nn.Module):
