@@ -27,7 +27,7 @@ err = Console(stderr=True)
 
 ModelArg = Annotated[str, typer.Argument(help="Zoo name, package.module:factory, or a checkpoint file.")]
 DataOpt = Annotated[str, typer.Option("--data", "-d", help="'digits' (built in), or a CIFAR/MNIST/image-folder "
-                                                            "directory or .tar.gz.")]
+                                                            "directory or .tar.gz; options: PATH?size=224&per_class=N")]
 ArchOpt = Annotated[str | None, typer.Option("--arch", help="Architecture of a checkpoint that does not name it.")]
 ScheduleOpt = Annotated[Path | None, typer.Option("--schedule", "-s", help="Distiller-format compression schedule.")]
 schedule_app = typer.Typer(no_args_is_help=True, help="Check and inspect compression schedules.")
@@ -117,7 +117,8 @@ def train(
     weight_decay: Annotated[float, typer.Option(help="Weight decay.")] = 5e-4,
     lr_schedule: Annotated[str, typer.Option(help="constant | cosine | step.")] = "cosine",
     augment: Annotated[bool | None, typer.Option(
-        help="Pad-4 random crop + horizontal flip (default: on for colour images, off for grey ones).")] = None,
+        help="Pad-4 random crop + horizontal flip; random-resized crop + flip for data loaded with ?size=N "
+             "(default: on for colour images, off for grey ones).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of every random stream (recorded in checkpoints).")] = 0,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda[:N].")] = "auto",
     channels_last: Annotated[bool, typer.Option(help="Use the channels_last memory format.")] = False,
