@@ -244,3 +244,15 @@ def test_distiller_resnet50_apoz_schedule_replayed_gives_the_published_counts() 
     sched = CompressionScheduler(model, load_schedule(SCHEDULES / schedule), batches=batches)
     sched.replay(sched.compression_epochs())
     check_against_header(model, schedule)
+
+
+def test_a_bare_torchvision_style_state_dict_loads_with_arch(tmp_path) -> None:
+    """torchvision saves ``model.state_dict()`` alone: names as they are, 100 classes inferred from fc."""
+    torch.manual_seed(0)
+    source = create_model("mobilenet_v2", num_classes=100)
+    torch.save(source.state_dict(), tmp_path / "mobilenet_v2.pth")
+    loaded = resolve_model(str(tmp_path / "mobilenet_v2.pth"), arch="mobilenet_v2")
+    assert loaded.model.classifier[1].out_features == 100
+    x = torch.randn(1, 3, 96, 96)
+    with torch.no_grad():
+        assert torch.equal(loaded.model.eval()(x), source.eval()(x))
