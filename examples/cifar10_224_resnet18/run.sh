@@ -6,12 +6,13 @@
 #
 #   examples/cifar10_224_resnet18/run.sh     # PER_CLASS=50 (500 train + 500 test images), runs/cifar10_224
 #
-# Environment overrides: ARCHIVE, PER_CLASS, EPOCHS, FT_EPOCHS, RUNS, EDGEPRUNE.
+# Environment overrides: ARCHIVE, PER_CLASS, EPOCHS, FT_EPOCHS, SENS_BATCHES (of 100 test images), RUNS, EDGEPRUNE.
 set -euo pipefail
 ARCHIVE=${ARCHIVE:-../shared/data/cifar10-jpeg.tar.gz}
 PER_CLASS=${PER_CLASS:-50}
 EPOCHS=${EPOCHS:-4}
 FT_EPOCHS=${FT_EPOCHS:-2}
+SENS_BATCHES=${SENS_BATCHES:-2}
 RUNS=${RUNS:-runs/cifar10_224}
 EDGEPRUNE=${EDGEPRUNE:-.venv/bin/edgeprune}
 DATA="$ARCHIVE?size=224&per_class=$PER_CLASS"
@@ -28,7 +29,7 @@ step() {  # step NAME COMMAND...: run it, then print how long it took
 step train "$EDGEPRUNE" train resnet18 --data "$DATA" --epochs "$EPOCHS" --batch-size 32 --lr 0.05 \
     --weight-decay 1e-4 -o "$RUNS/dense"
 step sensitivity "$EDGEPRUNE" sensitivity "$RUNS/dense/best.pth" --data "$DATA" --group filter \
-    --sparsities 0:0.8:0.4 --layers 'layer*.0.conv1' --eval-batches 2 --batch-size 100 -o "$RUNS/sensitivity"
+    --sparsities 0:0.8:0.4 --layers 'layer*.0.conv1' --eval-batches "$SENS_BATCHES" --batch-size 100 -o "$RUNS/sensitivity"
 step prune "$EDGEPRUNE" prune "$RUNS/dense/best.pth" -s examples/schedules/resnet18_uniform50.yaml \
     -o "$RUNS/pruned.pth"
 step fine-tune "$EDGEPRUNE" train "$RUNS/pruned.pth" --data "$DATA" --epochs "$FT_EPOCHS" --batch-size 32 \
