@@ -256,3 +256,14 @@ def test_a_bare_torchvision_style_state_dict_loads_with_arch(tmp_path) -> None:
     x = torch.randn(1, 3, 96, 96)
     with torch.no_grad():
         assert torch.equal(loaded.model.eval()(x), source.eval()(x))
+
+
+@pytest.mark.parametrize(("arch", "schedule"), [
+    ("resnet18", "distiller_resnet18.schedule_agp.yaml"),
+    ("alexnet", "distiller_alexnet.schedule_agp.yaml"),  # names like features.module.3.weight
+    ("mobilenet", "distiller_mobilenet.imagenet.schedule_agp.yaml"),
+])
+def test_distillers_imagenet_agp_schedules_name_existing_weights(arch: str, schedule: str) -> None:
+    """Every weight these schedules prune exists in the zoo network (an unknown name would be an error)."""
+    sched = CompressionScheduler(create_model(arch), load_schedule(SCHEDULES / schedule))
+    assert sched.policies
