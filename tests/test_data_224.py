@@ -112,3 +112,15 @@ def test_cifar10_archive_resized_to_224_class_balanced() -> None:
     assert np.bincount(ds.labels).tolist() == [20] * 10
     x, _ = next(iter(BatchLoader(ds, 8, shuffle=True, augment=True, mean=[0.5] * 3, std=[0.25] * 3)))
     assert x.shape == (8, 3, 224, 224)
+
+
+def test_export_parity_on_sized_data_uses_the_centre_crop(tmp_path: Path) -> None:
+    """Parity inputs are the images as the model is evaluated on them: 32x32 centre squares of 36x36 ones."""
+    from edgeprune.export.job import export_model
+
+    root = _tree(tmp_path / "imgs", {"a": [(48, 40)] * 2, "b": [(40, 48)] * 2})
+    data = f"{root}?size=32&resize=36"
+    ds = load_dataset(data, "test")
+    assert ds.model_images.shape == (4, 32, 32, 3) and np.shares_memory(ds.model_images, ds.images)
+    result = export_model("resnet20_cifar", tmp_path / "r20.onnx", data=data, exporter="torchscript", samples=4)
+    assert "4 test images" in result.parity[0].inputs and result.parity[0].ok

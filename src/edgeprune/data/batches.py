@@ -34,7 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from edgeprune.data.dataset import ImageDataset
+from edgeprune.data.dataset import ImageDataset, centre_square
 from edgeprune.errors import ConfigError
 
 PAD = 4
@@ -139,7 +139,7 @@ class BatchLoader:
                     gen.manual_seed(_derive_seed(self.seed, self.epoch, _AUGMENT, k))
                     yield self._normalise(self._random_resized_crop(x, gen)), y
                 else:
-                    yield self._normalise(self._centre_crop(x)), y
+                    yield self._normalise(centre_square(x, self.crop)), y
                 continue
             if self.augment:
                 gen.manual_seed(_derive_seed(self.seed, self.epoch, _AUGMENT, k))
@@ -159,11 +159,6 @@ class BatchLoader:
         picked = padded.view(b * hp, wp, c).index_select(0, rows).view(b, h, wp, c)
         cols = torch.where(flip[:, None], self._cols_flipped, self._cols) + offsets[1][:, None]
         return torch.gather(picked, 2, cols[:, None, :, None].expand(b, h, w, c))
-
-    def _centre_crop(self, x: torch.Tensor) -> torch.Tensor:
-        _, h, w, _ = x.shape
-        top, left = (h - self.crop) // 2, (w - self.crop) // 2
-        return x[:, top : top + self.crop, left : left + self.crop]
 
     def _random_resized_crop(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         """RandomResizedCrop + flip of a uint8 (B, H, W, C) batch; float (B, crop, crop, C) in 0..255 back."""

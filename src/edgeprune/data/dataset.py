@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -69,6 +70,11 @@ class ImageDataset:
             return (int(c), self.crop, self.crop)
         return (int(c), int(h), int(w))
 
+    @property
+    def model_images(self) -> np.ndarray:
+        """The images as a model is evaluated on them: the centre ``crop`` square when set (a view)."""
+        return self.images if self.crop is None else centre_square(self.images, self.crop)
+
     def __len__(self) -> int:
         return int(self.images.shape[0])
 
@@ -99,6 +105,13 @@ class ImageDataset:
             stop = len(self) if n is None else min(int(n), len(self))
             images, labels = self.images[:stop].copy(), self.labels[:stop].copy()
         return ImageDataset(images, labels, list(self.classes), self.name, self.split, self.source, self.crop)
+
+
+def centre_square(images: Any, side: int) -> Any:
+    """The centre ``side`` x ``side`` square of a ``(N, H, W, C)`` array or tensor (a view, no copy)."""
+    h, w = images.shape[1:3]
+    top, left = (h - side) // 2, (w - side) // 2
+    return images[:, top : top + side, left : left + side]
 
 
 def channel_stats(ds: ImageDataset) -> tuple[tuple[float, ...], tuple[float, ...]]:
