@@ -22,16 +22,16 @@ from pathlib import Path
 
 from speedup import BACKENDS, markdown
 
-from edgeprune.analysis.summary import model_summary
-from edgeprune.bench.compare import measure_interleaved, speedup_row
-from edgeprune.bench.environment import environment
-from edgeprune.bench.protocol import Protocol
-from edgeprune.bench.run import bench_model
-from edgeprune.export.job import export_model
+from edgeprune.jobs.bench import bench_model
+from edgeprune.jobs.compare import measure_interleaved, speedup_row
+from edgeprune.jobs.export import export_model
+from edgeprune.jobs.prune import prune_model
+from edgeprune.measurement.environment import environment
+from edgeprune.measurement.protocol import Protocol
 from edgeprune.models import create_model
 from edgeprune.models.checkpoint import save_checkpoint
-from edgeprune.schedule.oneshot import prune_model
-from edgeprune.train.seeding import seed_everything
+from edgeprune.models.summary import model_summary
+from edgeprune.training.seeding import seed_everything
 
 SCHEDULES = Path(__file__).resolve().parents[1] / "examples" / "schedules"
 PRUNED = {

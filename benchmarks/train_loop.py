@@ -21,7 +21,7 @@ from torch.nn import functional as F
 
 from edgeprune.data import BatchLoader, ImageDataset
 from edgeprune.models import create_model
-from edgeprune.train import TrainConfig, Trainer
+from edgeprune.training import TrainConfig, Trainer
 
 
 def synthetic_cifar(n: int, seed: int = 0) -> ImageDataset:

@@ -8,11 +8,11 @@ import pickle
 import pytest
 import torch
 
-from edgeprune.analysis.summary import model_summary
 from edgeprune.errors import CheckpointError
 from edgeprune.models import create_model
 from edgeprune.models.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from edgeprune.models.resolve import resolve_model
+from edgeprune.models.summary import model_summary
 
 from .conftest import run_cli, shared_file
 

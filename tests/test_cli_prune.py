@@ -12,16 +12,16 @@ import pytest
 import torch
 from PIL import Image
 
-from edgeprune.analysis.sparsity import sparsity_3d
-from edgeprune.analysis.summary import model_summary
 from edgeprune.data import load_dataset
+from edgeprune.jobs.prune import prune_model
+from edgeprune.jobs.train import train_model
 from edgeprune.models import create_model
 from edgeprune.models.checkpoint import load_checkpoint, model_from_checkpoint
+from edgeprune.models.sparsity import sparsity_3d
+from edgeprune.models.summary import model_summary
 from edgeprune.schedule.config import ScheduleWarning
-from edgeprune.schedule.oneshot import prune_model
 from edgeprune.schedule.scheduler import CompressionScheduler
-from edgeprune.train import TrainConfig
-from edgeprune.train.run import train_model
+from edgeprune.training import TrainConfig
 
 from .conftest import REPO, run_cli, shared_file
 

@@ -116,7 +116,7 @@ def test_cifar10_archive_resized_to_224_class_balanced() -> None:
 
 def test_export_parity_on_sized_data_uses_the_centre_crop(tmp_path: Path) -> None:
     """Parity inputs are the images as the model is evaluated on them: 32x32 centre squares of 36x36 ones."""
-    from edgeprune.export.job import export_model
+    from edgeprune.jobs.export import export_model
 
     root = _tree(tmp_path / "imgs", {"a": [(48, 40)] * 2, "b": [(40, 48)] * 2})
     data = f"{root}?size=32&resize=36"

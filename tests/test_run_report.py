@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from edgeprune.report.run_report import report_rows
-from edgeprune.schedule.oneshot import prune_model
-from edgeprune.train import TrainConfig
-from edgeprune.train.run import evaluate_model, train_model
+from edgeprune.analysis.run_report import report_rows
+from edgeprune.jobs.prune import prune_model
+from edgeprune.jobs.train import evaluate_model, train_model
+from edgeprune.training import TrainConfig
 
 from .conftest import REPO, run_cli
 

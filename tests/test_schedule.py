@@ -14,8 +14,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from edgeprune.analysis.summary import model_summary
 from edgeprune.models import create_model
+from edgeprune.models.summary import model_summary
 from edgeprune.schedule.config import ScheduleError, ScheduleWarning, load_schedule, parse_schedule
 from edgeprune.schedule.policies import LRPolicy, PruningPolicy
 from edgeprune.schedule.scheduler import CompressionScheduler

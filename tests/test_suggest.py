@@ -9,14 +9,7 @@ from pathlib import Path
 import pytest
 
 from edgeprune.analysis.sensitivity import parse_sparsities, write_sensitivity_csv
-from edgeprune.analysis.summary import model_summary
-from edgeprune.errors import ConfigError, UnknownNameError
-from edgeprune.models import create_model
-from edgeprune.models.checkpoint import load_checkpoint, model_from_checkpoint
-from edgeprune.pruning.dependency import channel_graph
-from edgeprune.schedule.config import parse_schedule
-from edgeprune.schedule.oneshot import prune_model
-from edgeprune.schedule.suggest import (
+from edgeprune.analysis.suggest import (
     LayerPlan,
     Level,
     cheapest,
@@ -25,8 +18,15 @@ from edgeprune.schedule.suggest import (
     prunable_filters,
     suggest_schedule,
 )
-from edgeprune.train import TrainConfig
-from edgeprune.train.run import train_model
+from edgeprune.errors import ConfigError, UnknownNameError
+from edgeprune.jobs.prune import prune_model
+from edgeprune.jobs.train import train_model
+from edgeprune.models import create_model
+from edgeprune.models.checkpoint import load_checkpoint, model_from_checkpoint
+from edgeprune.models.summary import model_summary
+from edgeprune.pruning.dependency import channel_graph
+from edgeprune.schedule.config import parse_schedule
+from edgeprune.training import TrainConfig
 
 from .conftest import REPO, run_cli
 

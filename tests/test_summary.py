@@ -8,10 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from edgeprune.analysis import sparsity as sp
-from edgeprune.analysis.summary import model_summary
 from edgeprune.errors import ConfigError
 from edgeprune.models import create_model
+from edgeprune.models import sparsity as sp
+from edgeprune.models.summary import model_summary
 
 from .conftest import run_cli
 

@@ -9,10 +9,10 @@ import torch
 
 from edgeprune.data import channel_stats, load_dataset
 from edgeprune.errors import CheckpointError, ConfigError
+from edgeprune.jobs.train import evaluate_model, train_model
 from edgeprune.models import create_model
-from edgeprune.train import TrainConfig, Trainer, TrainingHooks
-from edgeprune.train.run import evaluate_model, train_model
-from edgeprune.train.seeding import seed_everything
+from edgeprune.training import TrainConfig, Trainer, TrainingHooks
+from edgeprune.training.seeding import seed_everything
 
 from .conftest import run_cli, shared_file
 

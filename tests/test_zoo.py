@@ -15,11 +15,11 @@ import pytest
 import torch
 from torch import nn
 
-from edgeprune.analysis.summary import model_summary
 from edgeprune.models import create_model
 from edgeprune.models.checkpoint import CheckpointNotice, load_checkpoint, save_checkpoint
 from edgeprune.models.naming import normalize_module_name
 from edgeprune.models.resolve import resolve_model
+from edgeprune.models.summary import model_summary
 from edgeprune.schedule.config import ScheduleError, load_schedule
 from edgeprune.schedule.scheduler import CompressionScheduler
 

@@ -15,8 +15,8 @@ import pytest
 import torch
 from torch import nn
 
-from edgeprune.analysis.summary import model_summary
 from edgeprune.models import create_model
+from edgeprune.models.summary import model_summary
 from edgeprune.schedule.config import load_schedule
 from edgeprune.schedule.scheduler import CompressionScheduler
 

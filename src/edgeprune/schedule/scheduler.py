@@ -1,6 +1,6 @@
 """The compression scheduler: runs a Distiller schedule's policies as training-loop hooks.
 
-It is a :class:`~edgeprune.train.hooks.TrainingHooks`, so the training loop drives it like any other
+It is a :class:`~edgeprune.training.hooks.TrainingHooks`, so the training loop drives it like any other
 hook, in Distiller's callback order: pruners compute masks at ``on_epoch_begin``, pruning policies apply
 them (and thinning runs) at ``on_minibatch_begin``, regularizers add their loss before the backward
 pass, every mask is re-applied after every optimizer step for the rest of training, and LR policies set
@@ -24,7 +24,7 @@ from edgeprune.pruning.remover import StructureRemover
 from edgeprune.schedule.build import build_policies, check_structure_coupling
 from edgeprune.schedule.config import ScheduleSpec, load_schedule
 from edgeprune.schedule.policies import LRPolicy, Policy, ScheduleContext
-from edgeprune.train.hooks import TrainingHooks
+from edgeprune.training.hooks import TrainingHooks
 
 MASKER_FLAGS = ("use_double_copies", "mask_on_forward_only")  # what pruning policies set on maskers
 

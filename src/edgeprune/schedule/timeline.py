@@ -14,8 +14,8 @@ from pathlib import Path
 from rich.table import Table
 from torch import nn
 
-from edgeprune.pruning.agp import agp_target_sparsity
 from edgeprune.pruning.masks import create_model_masks_dict
+from edgeprune.pruning.pruners.agp import agp_target_sparsity
 from edgeprune.schedule.build import build_policies, is_agp
 from edgeprune.schedule.config import ScheduleSpec, load_schedule
 from edgeprune.schedule.policies import Policy, PruningPolicy, ScheduleContext

@@ -26,7 +26,7 @@ import optuna
 from rich.console import Console
 
 from edgeprune.errors import ConfigError
-from edgeprune.sweep.config import SweepConfig, WandbSettings
+from edgeprune.sweep.config import SweepConfig
 from edgeprune.sweep.engine import LEASE_S, MAX_INITIAL_FAILURES, AskedTrial, SweepStudy
 from edgeprune.sweep.process import TrialOutput, TrialProcess, build_command, new_run_id, write_wandb_params
 from edgeprune.sweep.progress import (
@@ -42,6 +42,7 @@ from edgeprune.sweep.progress import (
 )
 from edgeprune.sweep.storage import default_url
 from edgeprune.tracking import Trackers, make_trackers
+from edgeprune.tracking.settings import WandbSettings
 
 POLL_S = 0.5
 
