@@ -606,12 +606,20 @@ def agent_consumer(
         with sigterm_as_interrupt():
             result = consumer.run(max_jobs=max_jobs, exit_when_done=exit_when_done)
     except KeyboardInterrupt:
-        err.print("interrupted: the job being measured goes back to the queue")
+        err.print(_consumer_interrupted(consumer), highlight=False)
         raise typer.Exit(130) from None
     if stats is not None:
         write_json(stats, result.to_dict())
     shown = ", ".join(f"{n} {outcome}" for outcome, n in sorted(result.outcomes.items())) or "no jobs"
     out.print(f"consumer {consumer.name}: {shown}; busy {result.busy_fraction:.0%} of the time")
+
+
+def _consumer_interrupted(consumer) -> str:
+    """What an interrupted consumer gave back: the job it was measuring, or nothing when it was idle."""
+    if not consumer.handed_back:
+        return "interrupted: no job was being measured, nothing to give back"
+    jobs = ", ".join(f"{d.sweep} job {d.message_id}" for d in consumer.handed_back)
+    return f"interrupted: {jobs} went back to the queue for the next consumer"
 
 
 @agent_app.command("janitor")

@@ -108,11 +108,23 @@ class Consumer:
         self._recovered: set[str] = set()
         self._producers_seen: set[str] = set()
         self._baseline_tried: set[str] = set()
+        self.handed_back: list[Delivery] = []  # what an interrupt gave back to the queue (the CLI says so)
 
     # ------------------------------------------------------------------------------------------- main
     def run(self, *, max_jobs: int | None = None, exit_when_done: bool = False) -> ConsumerStats:
         """Serve until ``max_jobs`` jobs are handled, or (``exit_when_done``) every served sweep is finished."""
         backlog: list[Delivery] = []
+        served = ", ".join(self.explicit) if self.explicit else "every sweep registered"
+        self.console.print(f"consumer {self.name} serving {served} in {self.queue.url}", highlight=False)
+        try:
+            return self._serve(backlog, max_jobs, exit_when_done)
+        except KeyboardInterrupt:  # jobs taken back after a restart and not yet started go back too
+            for delivery in backlog:
+                self.queue.release(delivery, "its consumer was interrupted", 0.0)
+            self.handed_back += backlog
+            raise
+
+    def _serve(self, backlog: list[Delivery], max_jobs: int | None, exit_when_done: bool) -> ConsumerStats:
         wait = 1.0
         while max_jobs is None or self.stats.jobs < max_jobs:
             try:
@@ -203,6 +215,7 @@ class Consumer:
             raise
         except KeyboardInterrupt:  # hand the job back at once instead of after the visibility timeout
             self.queue.release(delivery, "its consumer was interrupted", 0.0)
+            self.handed_back.append(delivery)
             raise
         except Exception as exc:
             if not isinstance(exc, EdgepruneError):

@@ -30,6 +30,7 @@ import zlib
 from pathlib import Path
 
 import optuna
+from filelock import FileLock, Timeout
 from optuna.trial import Trial, TrialState
 from rich.console import Console
 
@@ -37,7 +38,14 @@ from edgeprune.agents.artifacts import ArtifactStore
 from edgeprune.agents.baseline import publish_baseline
 from edgeprune.agents.janitor import janitor_pass
 from edgeprune.agents.messages import QUEUED_ATTR, AgentJob
-from edgeprune.agents.queue import DEFAULT_DIR, JobQueue, QueueUnavailableError, safe_name
+from edgeprune.agents.queue import (
+    DEFAULT_DIR,
+    HEARTBEAT_S,
+    PRODUCER_LEASE_S,
+    JobQueue,
+    QueueUnavailableError,
+    safe_name,
+)
 from edgeprune.agents.ticker import every
 from edgeprune.agents.trials import finish_once
 from edgeprune.errors import EdgepruneError
@@ -80,33 +88,59 @@ class Producer:
         self._beat(state="preparing")
 
     def _beat(self, state: str, trial: int | None = None, since: float | None = None) -> None:
-        self.queue.beat(self.sweep, self.name, {"state": state, "trial": trial, "since": since or time.time(),
-                                                "host": socket.gethostname()})
+        self._last_beat = {"state": state, "trial": trial, "since": since or time.time(), "host": socket.gethostname(),
+                           "lease_s": PRODUCER_LEASE_S}
+        self.queue.beat(self.sweep, self.name, self._last_beat)
+
+    def _beat_again(self) -> None:
+        """The heartbeat thread's beat: still alive, doing what the last beat said."""
+        self.queue.beat(self.sweep, self.name, self._last_beat)
 
     # ------------------------------------------------------------------------------------------- main
     def run(self) -> int:
-        """Produce until done; returns the number of trials handed to the queue."""
+        """Produce until done; returns the number of trials handed to the queue. A heartbeat thread beats every
+        ``HEARTBEAT_S`` throughout, so `edgeprune status` tells a live producer from a killed one within seconds."""
+        try:
+            with every(HEARTBEAT_S, self._beat_again, what="heartbeat", console=self.console):
+                return self._run()
+        finally:
+            self.queue.forget_producer(self.sweep, self.name)
+
+    def _prepare(self) -> None:
+        """Pre-train the base model and store the dense reference once: producers sharing a work directory
+        take turns (a file lock), so one does the work and the others find it done."""
         from edgeprune.sweep.prepare import preflight, prepare_base
 
+        (self.work_dir / "base").mkdir(parents=True, exist_ok=True)
+        lock = FileLock(self.work_dir / "base" / ".prepare.lock")
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            self.console.print(f"{self.sweep}: waiting for another producer preparing the base model in "
+                               f"{self.work_dir / 'base'}", highlight=False)
+            lock.acquire()
         try:
             self.base = prepare_base(self.cfg, self.work_dir, self.console)
             preflight(self.cfg, self.base)
             if publish_baseline(self.study, self.base, self.artifacts, self.work_dir / "base"):
                 self.console.print(f"{self.sweep}: the dense model (the reference point) is stored for the consumer")
-            while (reason := self._stop_reason()) is None:
-                try:
-                    janitor_pass([self.study], self.queue, self.console)
-                    if self._may_ask():
-                        self.produce_one()
-                    else:
-                        self._beat(state="waiting")
-                        time.sleep(POLL_S)
-                except QueueUnavailableError as exc:  # an outage, not a failure: wait for the queue to return
-                    self.console.print(f"[yellow]{exc.message}[/]; trying again in {RETRY_S:.0f} s", highlight=False)
-                    time.sleep(RETRY_S)
-            self.console.print(f"{self.sweep}: producer {self.name} stops: {reason}")
         finally:
-            self.queue.forget_producer(self.sweep, self.name)
+            lock.release()
+
+    def _run(self) -> int:
+        self._prepare()
+        while (reason := self._stop_reason()) is None:
+            try:
+                janitor_pass([self.study], self.queue, self.console)
+                if self._may_ask():
+                    self.produce_one()
+                else:
+                    self._beat(state="waiting")
+                    time.sleep(POLL_S)
+            except QueueUnavailableError as exc:  # an outage, not a failure: wait for the queue to return
+                self.console.print(f"[yellow]{exc.message}[/]; trying again in {RETRY_S:.0f} s", highlight=False)
+                time.sleep(RETRY_S)
+        self.console.print(f"{self.sweep}: producer {self.name} stops: {reason}")
         return self.produced
 
     def _may_ask(self) -> bool:

@@ -1,0 +1,182 @@
+"""The agents as separate processes, the way users start and stop them: a missing sweep file, producers started
+together on one work directory, a producer killed with ``kill -9`` as ``edgeprune status`` sees it, and Ctrl-C
+of ``edgeprune sweep`` while a reader holds the study open. Embedded queue and SQLite study: nothing to run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from optuna.trial import TrialState
+from typer.testing import CliRunner
+
+from edgeprune.agents.queue import HEARTBEAT_S, PRODUCER_LEASE_S, get_queue
+from edgeprune.agents.status import agents_status, status_table
+from edgeprune.cli import app
+from edgeprune.sweep.config import load_sweep
+from edgeprune.sweep.engine import SweepStudy
+from tests.conftest import run_cli
+from tests.test_agents_flow import TEMPLATE, wait_for
+
+pytest.importorskip("onnxruntime", reason="pipeline trials export ONNX: pip install 'edgeprune[sweep]'")
+
+SWEEP = """\
+name: {name}
+method: grid
+objectives: [{{name: top1, goal: maximize}}, {{name: latency_ms, goal: minimize}}]
+parameters:
+  sparsity: {{values: {values}}}
+model: resnet20_cifar
+data: digits
+pretrain: {{epochs: {pretrain}, batch_size: 128}}
+schedule_template: template.yaml
+retrain: {{epochs: 1, batch_size: 128}}
+export: {{exporter: torchscript, parity_images: 8}}
+benchmark: {{backend: onnxruntime, threads: 1, niter: 20, warmup: 2, budget_s: 0.2}}
+"""
+STOP_S = 12.0  # Ctrl-C to the prompt; a blocked write used to take SQLite's 30 s busy timeout and then fail
+
+
+def write_sweep(directory: Path, name: str, values: tuple[float, ...] = (0.25, 0.75), pretrain: int = 0) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "template.yaml").write_text(TEMPLATE)
+    (directory / "sweep.yaml").write_text(SWEEP.format(name=name, values=list(values), pretrain=pretrain))
+    return directory / "sweep.yaml"
+
+
+def edgeprune(*args: str | Path) -> list[str]:
+    return [sys.executable, "-m", "edgeprune", *map(str, args)]
+
+
+def start(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
+    """A process in its own session (a terminal's Ctrl-C reaches its group only), its output in ``log``."""
+    with open(log, "ab") as fh:
+        return subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True,
+                                env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def test_a_missing_sweep_file_is_named_as_a_missing_file(tmp_path: Path) -> None:
+    queue = f"sqlite:///{tmp_path / 'queue.db'}"
+    missing = run_cli("agent", "producer", "--sweep", str(tmp_path / "missing.yaml"), "--queue", queue,
+                      "--storage", f"sqlite:///{tmp_path / 'study.db'}")
+    said = " ".join(missing.stderr.split())
+    assert missing.returncode != 0 and "Traceback" not in said
+    assert f"The sweep file {tmp_path / 'missing.yaml'} does not exist" in said and "Unknown sweep" not in said
+    unknown = run_cli("agent", "producer", "--sweep", "no-such-sweep", "--queue", queue)
+    assert "Unknown sweep 'no-such-sweep'" in " ".join(unknown.stderr.split())  # a name: the registered ones
+
+
+def test_producers_started_together_prepare_the_base_model_once(tmp_path: Path) -> None:
+    sweep = write_sweep(tmp_path / "files", "together", pretrain=1)
+    common = ["--queue", f"sqlite:///{tmp_path / 'queue.db'}", "--storage", f"sqlite:///{tmp_path / 'study.db'}",
+              "--artifacts", tmp_path / "artifacts", "--work-dir", tmp_path / "work", "--threads", "1",
+              "--max-trials", "0"]
+    procs = [start(edgeprune("agent", "producer", "--sweep", sweep, "--name", f"p{i}", *common),
+                   tmp_path / f"p{i}.log") for i in range(3)]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0, 0]
+    logs = [" ".join((tmp_path / f"p{i}.log").read_text().split()) for i in range(3)]
+    assert sum("pre-training resnet20_cifar" in log for log in logs) == 1, logs
+    assert sum("is stored for the consumer" in log for log in logs) == 1, logs
+    assert all("Traceback" not in log for log in logs), logs
+    assert len(list((tmp_path / "artifacts").rglob("*.onnx"))) == 1  # one dense model stored, not three
+
+
+def test_status_shows_heartbeat_ages_and_a_killed_producer_as_gone_within_its_lease(tmp_path: Path) -> None:
+    sweep = write_sweep(tmp_path / "files", "beats")
+    queue_url, storage = f"sqlite:///{tmp_path / 'queue.db'}", f"sqlite:///{tmp_path / 'study.db'}"
+    proc = start(edgeprune("agent", "producer", "--sweep", sweep, "--queue", queue_url, "--storage", storage,
+                           "--artifacts", tmp_path / "artifacts", "--work-dir", tmp_path / "work", "--threads", "1"),
+                 tmp_path / "producer.log")
+    queue = get_queue(queue_url)
+
+    def producers() -> list[dict]:
+        [row] = agents_status(queue, storage)
+        return row["producers"]
+
+    try:
+        wait_for(lambda: queue.sweeps() and producers(), 120, "the producer's first heartbeat")
+        watched_until = time.monotonic() + 1.5 * PRODUCER_LEASE_S  # preparing, producing, waiting: it keeps beating
+        while time.monotonic() < watched_until:
+            [p] = producers()
+            assert p["alive"] and p["beat_s_ago"] < HEARTBEAT_S + 3, p
+            time.sleep(0.5)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    [p] = producers()
+    assert p["lease_s"] == PRODUCER_LEASE_S
+    last_beat = time.time() - p["beat_s_ago"]
+    [row] = agents_status(queue, storage, now=last_beat + PRODUCER_LEASE_S - 0.5)
+    assert row["producers"][0]["alive"]  # within its lease: no beat missed yet as far as anyone can tell
+    [row] = agents_status(queue, storage, now=last_beat + PRODUCER_LEASE_S + 1)
+    assert not row["producers"][0]["alive"] and row["producers_alive"] == []
+    caption = str(status_table([row], queue_url).caption)
+    assert f"producer {p['name']} gone: last heartbeat 16 s ago, past its {PRODUCER_LEASE_S:.0f} s lease" in caption
+    wait_for(lambda: not producers()[0]["alive"], PRODUCER_LEASE_S + 1, "the killed producer to show as gone")
+
+
+def test_ctrl_c_of_a_local_sweep_stops_within_seconds_and_the_rerun_loses_nothing(tmp_path: Path) -> None:
+    """Ctrl-C while another process reads the study (``edgeprune sweep status``, a report; the sweep's own
+    progress poll cut short by the signal is the same): the agents still hand their work back at once."""
+    values = (0.25, 0.5, 0.75)
+    sweep = write_sweep(tmp_path / "files", "ctrl-c", values)
+    run = tmp_path / "run"
+    argv = edgeprune("sweep", sweep, "-o", run, "--producers", "2")
+    proc = start(argv, tmp_path / "sweep.log")
+    study_db = run / "study.db"
+    try:
+        wait_for(lambda: (run / "logs" / "consumer.log").is_file() and "serving" in
+                 (run / "logs" / "consumer.log").read_text() and _running(study_db), 240, "a trial being produced")
+        reader = sqlite3.connect(study_db)
+        reader.execute("BEGIN")
+        reader.execute("SELECT COUNT(*) FROM trials").fetchone()  # a read transaction left open
+        interrupted = time.monotonic()
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+        code = proc.wait(timeout=120)
+        stopped_s = time.monotonic() - interrupted
+        reader.close()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    output = (tmp_path / "sweep.log").read_text() + "".join(f.read_text() for f in (run / "logs").glob("*.log"))
+    assert code == 130 and "interrupted" in output
+    assert "locked" not in output and "Traceback" not in output, output
+    assert stopped_s < STOP_S, f"stopping took {stopped_s:.1f} s"
+    study = SweepStudy(load_sweep(sweep), f"sqlite:///{study_db}")
+    assert not study.trials(TrialState.RUNNING)  # handed back: failed as abandoned and queued again, or done
+    rerun = subprocess.run(argv, capture_output=True, text=True, timeout=600,
+                           env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    done = study.trials(TrialState.COMPLETE)
+    assert sorted(t.params["sparsity"] for t in done) == sorted(values)  # one result per grid point, none twice
+    assert all(t.user_attrs.get("abandoned") for t in study.trials(TrialState.FAIL))
+    assert not study.trials(TrialState.RUNNING)
+
+
+def _running(study_db: Path) -> bool:
+    if not study_db.is_file():
+        return False
+    with sqlite3.connect(study_db) as db:
+        try:
+            return bool(db.execute("SELECT COUNT(*) FROM trials WHERE state = 'RUNNING'").fetchone()[0])
+        except sqlite3.OperationalError:  # the tables are not there yet
+            return False
+
+
+def test_status_json_lists_every_producer_with_its_heartbeat(tmp_path: Path) -> None:
+    queue_url, storage = f"sqlite:///{tmp_path / 'queue.db'}", f"sqlite:///{tmp_path / 'study.db'}"
+    queue = get_queue(queue_url)
+    queue.register_sweep("s", "{}")
+    queue.beat("s", "old", {"state": "producing", "trial": 1, "lease_s": 10.0})
+    result = CliRunner().invoke(app, ["status", "--queue", queue_url, "--storage", storage, "--json"])
+    assert result.exit_code == 0, result.output
+    [row] = json.loads(result.stdout)
+    [p] = row["producers"]
+    assert p["name"] == "old" and p["alive"] and 0 <= p["beat_s_ago"] < 5 and p["lease_s"] == 10.0
