@@ -11,12 +11,15 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
+from edgeprune.agents.janitor import orphan_reason
+from edgeprune.agents.messages import QUEUED_ATTR
 from edgeprune.agents.queue import HEARTBEAT_S, PRODUCER_LEASE_S, get_queue
 from edgeprune.agents.status import agents_status, status_table
 from edgeprune.cli import app
@@ -150,7 +153,12 @@ def test_ctrl_c_of_a_local_sweep_stops_within_seconds_and_the_rerun_loses_nothin
     assert "locked" not in output and "Traceback" not in output, output
     assert stopped_s < STOP_S, f"stopping took {stopped_s:.1f} s"
     study = SweepStudy(load_sweep(sweep), f"sqlite:///{study_db}")
-    assert not study.trials(TrialState.RUNNING)  # handed back: failed as abandoned and queued again, or done
+    queue = get_queue(f"sqlite:///{run / 'queue.db'}")
+    for trial in study.trials(TrialState.RUNNING):  # its job waits in the queue, or its producer is gone (the
+        handed = trial.user_attrs.get(QUEUED_ATTR)    # interrupt came as it asked): the rerun's janitor retries it
+        assert queue.contains(study.cfg.study_name, handed["message_id"]) if handed else \
+            "is no longer running" in str(orphan_reason(trial, queue, study.cfg.study_name, time.time()))
+    print(f"Ctrl-C to exit: {stopped_s:.1f} s")
     rerun = subprocess.run(argv, capture_output=True, text=True, timeout=600,
                            env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert rerun.returncode == 0, rerun.stderr[-3000:]
@@ -180,3 +188,52 @@ def test_status_json_lists_every_producer_with_its_heartbeat(tmp_path: Path) -> 
     [row] = json.loads(result.stdout)
     [p] = row["producers"]
     assert p["name"] == "old" and p["alive"] and 0 <= p["beat_s_ago"] < 5 and p["lease_s"] == 10.0
+
+
+def test_a_trial_of_a_producer_on_another_machine_is_retried_once_its_lease_runs_out(tmp_path: Path) -> None:
+    """Elsewhere nobody can see whether the producer's process lives: only its lease (60 s) tells."""
+    from edgeprune.agents.janitor import reclaim
+    from edgeprune.sweep.engine import LEASE_S
+
+    study = SweepStudy(load_sweep(write_sweep(tmp_path / "files", "lease")), f"sqlite:///{tmp_path / 'study.db'}")
+    queue = get_queue(f"sqlite:///{tmp_path / 'queue.db'}")
+    asked = study.ask()
+    now = time.time()
+    asked.trial.set_user_attr("lease", {"owner": "another-machine:4242", "expires": now + LEASE_S})
+    [trial] = study.trials()
+    assert orphan_reason(trial, queue, "lease", now + LEASE_S - 1) is None
+    assert orphan_reason(trial, queue, "lease", now + LEASE_S + 1) == \
+        "abandoned: its producer another-machine:4242 stopped renewing its lease"
+    assert reclaim(study, queue) == []  # the real clock: still within the lease
+    asked.trial.set_user_attr("lease", {"owner": "another-machine:4242", "expires": now - 1})
+    [(number, reason)] = reclaim(study, queue)
+    failed, retry = study.trials()
+    assert number == failed.number == asked.number and "stopped renewing its lease" in reason
+    assert failed.state == TrialState.FAIL and retry.state == TrialState.WAITING and retry.params == failed.params
+
+
+def test_an_interrupted_producer_queues_its_trial_again_and_when_idle_says_it_had_none(tmp_path: Path) -> None:
+    sweep = write_sweep(tmp_path / "files", "stop")
+    queue_url, storage = f"sqlite:///{tmp_path / 'queue.db'}", f"sqlite:///{tmp_path / 'study.db'}"
+    argv = edgeprune("agent", "producer", "--sweep", sweep, "--queue", queue_url, "--storage", storage, "--artifacts",
+                     tmp_path / "artifacts", "--work-dir", tmp_path / "work", "--threads", "1")
+
+    def interrupted(log: Path, ready: Callable[[], object]) -> str:
+        proc = start(argv, log)
+        try:
+            wait_for(ready, 180, f"the producer to get ready ({log.name})")
+            os.kill(proc.pid, signal.SIGTERM)
+            assert proc.wait(timeout=60) == 130
+        finally:
+            proc.kill()
+        return " ".join(log.read_text().split())
+
+    busy = interrupted(tmp_path / "busy.log", lambda: "trial 0 producing" in (tmp_path / "busy.log").read_text())
+    assert "interrupted: trial 0 is queued again" in busy
+    study = SweepStudy(load_sweep(sweep), storage)
+    abandoned, retry = study.trials()
+    assert abandoned.user_attrs["abandoned"] and retry.state == TrialState.WAITING
+    queue = get_queue(queue_url)
+    idle = interrupted(tmp_path / "idle.log", lambda: [p for p in queue.producers("stop") if p.info["state"] ==
+                                                        "waiting"])
+    assert "interrupted: no trial was being produced" in idle and "queued again" not in idle

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -466,7 +466,7 @@ def sweep_cmd(
             failed = result.failed_agents
     except KeyboardInterrupt:
         err.print("interrupted: running trials are queued again; run the same command to continue")
-        raise typer.Exit(130) from None
+        _exit_interrupted()
     counts = ", ".join(f"{n} {s}" for s, n in result.counts.items() if n)
     out.print(f"{result.study_name}: {counts or 'no trials'} ({result.stop_reason})")
     where = run_dir if storage is None else f"{redact(storage)} --study {cfg.study_name}"
@@ -551,14 +551,15 @@ def agent_producer(
     cfg = resolve_sweep(sweep, q, work_dir or DEFAULT_DIR)
     producer = Producer(cfg, _agent_storage(storage), q, get_artifact_store(artifacts), work_dir=work_dir, name=name,
                         threads=threads, max_trials=max_trials, max_queued=max_queued, stop_at=stop_at, console=err)
-    from edgeprune.sweep.progress import sigterm_as_interrupt
+    from edgeprune.signals import sigterm_as_interrupt
 
     try:
         with sigterm_as_interrupt():
             produced = producer.run()
     except KeyboardInterrupt:
-        err.print("interrupted: the trial being produced is queued again")
-        raise typer.Exit(130) from None
+        err.print(f"interrupted: trial {', '.join(map(str, producer.handed_back))} is queued again"
+                  if producer.handed_back else "interrupted: no trial was being produced, nothing to queue again")
+        _exit_interrupted()
     out.print(f"{cfg.study_name}: {produced} trials produced by {producer.name}")
 
 
@@ -600,18 +601,25 @@ def agent_consumer(
                         name=name, sweeps=sweep, artifacts=get_artifact_store(artifacts), work_dir=work_dir,
                         bench={k: v for k, v in bench.items() if v is not None}, max_deliveries=max_deliveries,
                         retry_delay_s=retry_delay, quiet_wait_s=quiet_wait, console=err)
-    from edgeprune.sweep.progress import sigterm_as_interrupt
+    from edgeprune.signals import sigterm_as_interrupt
 
     try:
         with sigterm_as_interrupt():
             result = consumer.run(max_jobs=max_jobs, exit_when_done=exit_when_done)
     except KeyboardInterrupt:
         err.print(_consumer_interrupted(consumer), highlight=False)
-        raise typer.Exit(130) from None
+        _exit_interrupted()
     if stats is not None:
         write_json(stats, result.to_dict())
     shown = ", ".join(f"{n} {outcome}" for outcome, n in sorted(result.outcomes.items())) or "no jobs"
     out.print(f"consumer {consumer.name}: {shown}; busy {result.busy_fraction:.0%} of the time")
+
+
+def _exit_interrupted() -> NoReturn:
+    """Exit 130 without the interpreter's seconds-long teardown (see edgeprune.signals.exit_now)."""
+    from edgeprune.signals import exit_now
+
+    exit_now(130)
 
 
 def _consumer_interrupted(consumer) -> str:

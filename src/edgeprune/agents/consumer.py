@@ -28,7 +28,7 @@ import time
 import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import optuna
 from optuna.trial import TrialState
@@ -45,6 +45,7 @@ from edgeprune.agents.sweeps import SweepStudies
 from edgeprune.agents.ticker import every
 from edgeprune.agents.trials import finish_once, is_finished
 from edgeprune.errors import EdgepruneError
+from edgeprune.signals import interrupt_requested, interrupts_deferred
 from edgeprune.sweep.config import BenchmarkSettings
 from edgeprune.sweep.engine import SweepStudy
 from edgeprune.sweep.produce import JOB_FILE
@@ -137,7 +138,7 @@ class Consumer:
                 if not sweeps:  # no sweep registered yet
                     time.sleep(BLOCK_S)
                     continue
-                delivery = backlog.pop(0) if backlog else self.queue.get(self.name, sweeps, BLOCK_S)
+                delivery = self._next(backlog, sweeps)
                 if delivery is None:
                     if exit_when_done and self._finished(sweeps):
                         break
@@ -150,6 +151,18 @@ class Consumer:
                 time.sleep(wait)
                 wait = min(wait * 2, MAX_WAIT_S)
         return self.stats
+
+    def _next(self, backlog: list[Delivery], sweeps: list[str]) -> Delivery | None:
+        """The next job; one claimed as an interrupt arrives goes back at once, not after the visibility timeout."""
+        delivery = None
+        try:
+            with interrupts_deferred():
+                delivery = backlog.pop(0) if backlog else self.queue.get(self.name, sweeps, BLOCK_S)
+        except KeyboardInterrupt:
+            if delivery is not None:
+                self._give_back(delivery)
+            raise
+        return delivery
 
     def _served(self) -> list[str]:
         if self.explicit is not None:
@@ -214,10 +227,10 @@ class Consumer:
         except QueueUnavailableError:
             raise
         except KeyboardInterrupt:  # hand the job back at once instead of after the visibility timeout
-            self.queue.release(delivery, "its consumer was interrupted", 0.0)
-            self.handed_back.append(delivery)
-            raise
+            self._give_back(delivery)
         except Exception as exc:
+            if interrupt_requested():  # the interrupt surfaced as another error: not the job's failure
+                self._give_back(delivery)
             if not isinstance(exc, EdgepruneError):
                 traceback.print_exc()
             reason = exc.message if isinstance(exc, EdgepruneError) else f"{type(exc).__name__}: {exc}"
@@ -230,6 +243,11 @@ class Consumer:
         self.queue.ack(delivery)
         self.stores(message.artifact).discard(message.artifact)
         return "measured" if told else "duplicate"
+
+    def _give_back(self, delivery: Delivery) -> NoReturn:
+        self.queue.release(delivery, "its consumer was interrupted", 0.0)
+        self.handed_back.append(delivery)
+        raise KeyboardInterrupt
 
     def _measure(self, study: SweepStudy, message: AgentJob, delivery: Delivery) -> bool:
         """Fetch, verify, benchmark and tell; False when another consumer told the trial first."""

@@ -40,13 +40,13 @@ from typing import Any
 from rich.console import Console
 
 from edgeprune.agents.queue import JobQueue
+from edgeprune.signals import sigterm_as_interrupt
 from edgeprune.sweep.progress import (
     StudyWatcher,
     SweepResult,
     finished_count,
     planned,
     progress_bar,
-    sigterm_as_interrupt,
     status_line,
 )
 from edgeprune.sweep.storage import default_url

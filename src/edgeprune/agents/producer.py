@@ -28,6 +28,7 @@ import time
 import traceback
 import zlib
 from pathlib import Path
+from typing import NoReturn
 
 import optuna
 from filelock import FileLock, Timeout
@@ -49,6 +50,7 @@ from edgeprune.agents.queue import (
 from edgeprune.agents.ticker import every
 from edgeprune.agents.trials import finish_once
 from edgeprune.errors import EdgepruneError
+from edgeprune.signals import interrupt_requested, interrupts_deferred
 from edgeprune.sweep.config import SweepConfig
 from edgeprune.sweep.engine import LEASE_S, MAX_INITIAL_FAILURES, AskedTrial, SweepStudy, make_sampler
 from edgeprune.sweep.job import TrialJob, TrialRequest
@@ -79,6 +81,7 @@ class Producer:
         self.max_trials, self.max_queued = max_trials, max(1, max_queued)
         self.console = console or Console(stderr=True)
         self.produced = self.initial_failures = 0
+        self.handed_back: list[int] = []  # trials an interrupt failed as abandoned and queued again (the CLI says)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.study = SweepStudy(cfg, storage_url)
         self.study.limit = stop_at
@@ -160,7 +163,14 @@ class Producer:
         Nothing is produced when the trial asked was deferred (others filled the cap first)."""
         from edgeprune.sweep.produce import EpochRecorder, produce
 
-        asked = self.study.ask()
+        asked = None
+        try:
+            with interrupts_deferred():
+                asked = self.study.ask()
+        except KeyboardInterrupt:
+            if asked is not None:
+                self._abandon(asked.number)
+            raise
         if asked is None:
             return
         number, started = asked.number, time.time()
@@ -180,15 +190,15 @@ class Producer:
                 job = produce(request, hooks=[EpochRecorder(self.study, asked)])
                 message_id = self._hand_off_until_queued(asked.trial, job)
         except KeyboardInterrupt:
-            finish_once(self.study, number, lambda: self.study.abandon(number, "abandoned: its producer was "
-                                                                                "interrupted"))
-            raise
+            self._abandon(number)
         except optuna.TrialPruned as exc:
             why = str(exc)
             finish_once(self.study, number, lambda: self.study.fail(asked.trial, why, pruned=True))
             self.console.print(f"{self.sweep}: trial {number} [yellow]pruned[/]: {why}", highlight=False)
             return
         except Exception as exc:
+            if interrupt_requested():  # the interrupt surfaced as another error: not the trial's failure
+                self._abandon(number)
             if not isinstance(exc, EdgepruneError):
                 traceback.print_exc()
             reason = exc.message if isinstance(exc, EdgepruneError) else f"{type(exc).__name__}: {exc}"
@@ -199,6 +209,12 @@ class Producer:
         self.produced += 1
         self.console.print(f"{self.sweep}: trial {number} produced in {time.time() - started:.1f} s, queued as "
                            f"{message_id}")
+
+    def _abandon(self, number: int) -> NoReturn:
+        """Interrupted: the trial is failed as abandoned and queued again with the same parameters."""
+        finish_once(self.study, number, lambda: self.study.abandon(number, "abandoned: its producer was interrupted"))
+        self.handed_back.append(number)
+        raise KeyboardInterrupt
 
     def _keep_alive(self, asked: AskedTrial, started: float) -> None:
         self.study.renew([asked.trial])
