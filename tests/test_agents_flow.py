@@ -438,7 +438,7 @@ def test_a_stalled_consumers_job_is_taken_over_after_the_visibility_timeout_and_
         assert "delivery 2 of job" in output.getvalue()
         [done] = agents.study(sweep).trials()
         assert done.number == trial.number and done.state == TrialState.COMPLETE
-        assert "/b/measured/" in done.user_attrs["artifacts"]["bench"]
+        assert f"{tmp_path}/consumer/measured/" in done.user_attrs["artifacts"]["bench"]  # measured by b
         os.kill(proc.pid, signal.SIGCONT)
         assert proc.wait(timeout=120) == 0
     finally:
