@@ -75,6 +75,7 @@ benchmark: {{backend: onnxruntime, threads: 1, niter: 200, warmup: 20, budget_s:
 PRODUCER_STEPS = ("ask", "hand_off (artifact put + queue put + mark)")
 CONSUMER_STEPS = ("get", "finished check", "fetch + verify", "tell", "ack", "discard")
 TRAINING_MINUTES = (1, 5, 15, 60)
+ANALYSIS = "of the tell: importance + correlation refresh"
 
 
 @contextmanager
@@ -99,10 +100,11 @@ def one_trial(root: Path) -> tuple[TrialJob, float]:
     cfg = load_sweep(write_sweep(root / "seed", "seed"))
     base = prepare_base(cfg, root / "seed", Console(file=io.StringIO()))
     start = time.perf_counter()
-    job = produce(TrialRequest(study_name=cfg.study_name, trial_number=0, values={"sparsity": {
-        "layer1": 0.5, "layer2": 0.5, "layer3": 0.5}}, template=cfg.template_text or "", model=base, data=cfg.data,
-        retrain=cfg.retrain, export=cfg.export, benchmark=cfg.benchmark, out_dir=str(root / "seed" / "trial"),
-        threads=1))
+    values = {"sparsity.layer1": 0.5, "sparsity.layer2": 0.5, "sparsity.layer3": 0.5}
+    job = produce(TrialRequest(study_name=cfg.study_name, trial_number=0, values=values,
+                               template=cfg.template_text or "", model=base, data=cfg.data, retrain=cfg.retrain,
+                               export=cfg.export, benchmark=cfg.benchmark, out_dir=str(root / "seed" / "trial"),
+                               threads=1))
     return job, time.perf_counter() - start
 
 
@@ -133,6 +135,8 @@ def coordination(queue_url: str, storage_url: str, store: ArtifactStore, job: Tr
         metrics = {**job.metrics, "latency_ms": 1.0, "e2e_latency_ms": 1.0, "throughput_fps": 1000.0}
         with timed(record, "tell"):
             study.complete(message.trial_number, metrics, history=job.history, artifacts={"onnx": str(local)})
+        with timed(record, ANALYSIS):  # once more, alone: the share of the tell that recomputes the analysis
+            study.refresh_analysis()
         with timed(record, "ack"):
             queue.ack(delivery)
         with timed(record, "discard"):
@@ -178,6 +182,7 @@ def main() -> None:
     start = time.perf_counter()
     benchmark(job.artifact, settings)
     bench_s = time.perf_counter() - start
+    size_kb = Path(job.artifact).stat().st_size / 1024
     server, redis_url = private_redis(root / "redis")
     admin = psycopg.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres", autocommit=True)
     database = f"edgeprune_capacity_{uuid.uuid4().hex[:8]}"
@@ -196,7 +201,6 @@ def main() -> None:
         server.send_signal(signal.SIGTERM)
         server.wait()
         shutil.rmtree(root, ignore_errors=True)
-    size_kb = Path(job.artifact).stat().st_size / 1024 if Path(job.artifact).exists() else float("nan")
     print(f"one trial of examples/sweeps/resnet20_digits.yaml: training (PRODUCE) {train_s:.1f} s, benchmark "
           f"{bench_s:.2f} s (onnxruntime, 200 iterations, budget 3 s), ONNX {size_kb:.0f} KiB; {args.trials} trials "
           f"per deployment")
@@ -207,13 +211,15 @@ def main() -> None:
         serves = {f"{m} min": round((m * 60 + producer["total_median_ms"] / 1000) / per_trial_s, 1)
                   for m in TRAINING_MINUTES}
         results["deployments"][name] = {"producer": producer, "consumer": consumer,
+                                        "analysis_refresh_ms": [round(v, 1) for v in record[ANALYSIS]],
                                         "consumer_trials_per_hour": round(3600 / per_trial_s),
                                         "producers_served_at_training_time": serves}
         print(f"\n{name}")
         print(f"  producer side, median ms: {producer['median_ms']}  total {producer['total_median_ms']} "
               f"(p90 {producer['total_p90_ms']})")
         print(f"  consumer side, median ms: {consumer['median_ms']}  total {consumer['total_median_ms']} "
-              f"(p90 {consumer['total_p90_ms']})")
+              f"(p90 {consumer['total_p90_ms']}); {ANALYSIS}: {statistics.median(record[ANALYSIS]):.1f} "
+              f"(first {record[ANALYSIS][0]:.1f}, last {record[ANALYSIS][-1]:.1f})")
         print(f"  one consumer absorbs {3600 / per_trial_s:.0f} trials/hour of this model; producers it keeps busy "
               f"at a training time per trial of {', '.join(f'{k}: {v}' for k, v in serves.items())}")
     if args.output:
