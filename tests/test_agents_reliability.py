@@ -136,7 +136,7 @@ def test_ctrl_c_of_a_local_sweep_stops_within_seconds_and_the_rerun_loses_nothin
     study_db = run / "study.db"
     try:
         wait_for(lambda: (run / "logs" / "consumer.log").is_file() and "serving" in
-                 (run / "logs" / "consumer.log").read_text() and _running(study_db), 240, "a trial being produced")
+                 (run / "logs" / "consumer.log").read_text() and _producing(study_db), 240, "a trial being produced")
         reader = sqlite3.connect(study_db)
         reader.execute("BEGIN")
         reader.execute("SELECT COUNT(*) FROM trials").fetchone()  # a read transaction left open
@@ -168,12 +168,15 @@ def test_ctrl_c_of_a_local_sweep_stops_within_seconds_and_the_rerun_loses_nothin
     assert not study.trials(TrialState.RUNNING)
 
 
-def _running(study_db: Path) -> bool:
+def _producing(study_db: Path) -> bool:
+    """Whether a trial is being produced (RUNNING, not handed to the queue yet): its producer writes on Ctrl-C."""
     if not study_db.is_file():
         return False
     with sqlite3.connect(study_db) as db:
         try:
-            return bool(db.execute("SELECT COUNT(*) FROM trials WHERE state = 'RUNNING'").fetchone()[0])
+            return bool(db.execute("SELECT COUNT(*) FROM trials t WHERE state = 'RUNNING' AND NOT EXISTS (SELECT 1 "
+                                   "FROM trial_user_attributes a WHERE a.trial_id = t.trial_id AND a.key = ?)",
+                                   (QUEUED_ATTR,)).fetchone()[0])
         except sqlite3.OperationalError:  # the tables are not there yet
             return False
 
@@ -238,3 +241,21 @@ def test_an_interrupted_producer_queues_its_trial_again_and_when_idle_says_it_ha
     idle = interrupted(tmp_path / "idle.log", lambda: [p for p in queue.producers("stop") if p.info["state"] ==
                                                         "waiting"])
     assert "interrupted: no trial was being produced" in idle and "queued again" not in idle
+
+
+def test_a_reader_holding_the_study_open_does_not_block_a_trial_handed_back(tmp_path: Path) -> None:
+    """What made Ctrl-C of ``edgeprune sweep`` hang for SQLite's 30 s busy timeout and end in "database is
+    locked": in rollback-journal mode one open read (a status command, a report, the sweep's progress poll cut
+    short by the signal) blocks every write, such as an interrupted producer's abandon."""
+    study = SweepStudy(load_sweep(write_sweep(tmp_path / "files", "reader")), f"sqlite:///{tmp_path / 'study.db'}")
+    asked = study.ask()
+    reader = sqlite3.connect(tmp_path / "study.db")
+    try:
+        reader.execute("BEGIN")
+        reader.execute("SELECT COUNT(*) FROM trials").fetchone()
+        started = time.monotonic()
+        study.abandon(asked.number, "abandoned: its producer was interrupted")
+        assert time.monotonic() - started < 5.0
+    finally:
+        reader.close()
+    assert [t.state for t in study.trials()] == [TrialState.FAIL, TrialState.WAITING]
