@@ -158,7 +158,6 @@ def test_ctrl_c_of_a_local_sweep_stops_within_seconds_and_the_rerun_loses_nothin
         handed = trial.user_attrs.get(QUEUED_ATTR)    # interrupt came as it asked): the rerun's janitor retries it
         assert queue.contains(study.cfg.study_name, handed["message_id"]) if handed else \
             "is no longer running" in str(orphan_reason(trial, queue, study.cfg.study_name, time.time()))
-    print(f"Ctrl-C to exit: {stopped_s:.1f} s")
     rerun = subprocess.run(argv, capture_output=True, text=True, timeout=600,
                            env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert rerun.returncode == 0, rerun.stderr[-3000:]

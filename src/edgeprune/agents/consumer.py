@@ -19,6 +19,10 @@ so the study's ``baseline`` latency compares with the trials' (:mod:`edgeprune.a
 A failed attempt (the artifact fails verification, the benchmark raises) releases the job for another try
 after ``retry_delay_s``; after ``max_deliveries`` attempts — counting deliveries to consumers that died —
 the job is dead-lettered with the reason and its trial failed, so it never stays RUNNING.
+
+Ctrl-C or SIGTERM hands the job being measured (or just claimed) back to the queue at once, and an interrupt
+that surfaces as another error — an extension module's import cut short — still counts as one, never as the
+job's failure (:func:`edgeprune.signals.interrupt_requested`).
 """
 
 from __future__ import annotations

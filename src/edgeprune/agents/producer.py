@@ -18,6 +18,12 @@ ask without the latest results. The producer stops after ``max_trials`` trials, 
 once the study has a stop reason and none of its trials is RUNNING any more (a running one may still fail
 and be retried). ``stop_at`` caps the trials of the whole study for this run, beside ``run_cap``
 (``edgeprune sweep --trials``).
+
+A heartbeat thread beats every ``HEARTBEAT_S`` for the producer's whole life (preparing, producing, waiting),
+each beat carrying its lease, so ``edgeprune status`` calls a killed producer gone within seconds. Producers
+sharing a work directory prepare the base model under a file lock: one pre-trains, the others wait and find
+it done. Ctrl-C or SIGTERM fails the trial being produced as abandoned (queued again); one that arrives while
+a trial is being asked is held back until the trial is leased, so that trial is handed back too.
 """
 
 from __future__ import annotations
@@ -174,17 +180,17 @@ class Producer:
         if asked is None:
             return
         number, started = asked.number, time.time()
-        trial_dir = self.work_dir / "trials" / f"{number:04d}"
-        asked.trial.set_user_attr("trial_dir", str(trial_dir))
-        request = TrialRequest(
-            study_name=self.sweep, trial_number=number, values=asked.values, template=self.cfg.template_text or "",
-            model=self.base, data=self.cfg.data, retrain=self.cfg.retrain, export=self.cfg.export,
-            benchmark=self.cfg.benchmark, out_dir=str(trial_dir), seed=self.cfg.seed, threads=self.threads)
-        request.write(trial_dir / "request.json")
-        shown = ", ".join(f"{k}={v}" for k, v in asked.values.items() if k in self.cfg.space.distributions())
-        self.console.print(f"{self.sweep}: trial {number} producing: {shown}", highlight=False)
-        self._beat(state="producing", trial=number, since=started)
-        try:
+        try:  # from here on, an interrupt hands the trial back
+            trial_dir = self.work_dir / "trials" / f"{number:04d}"
+            asked.trial.set_user_attr("trial_dir", str(trial_dir))
+            request = TrialRequest(
+                study_name=self.sweep, trial_number=number, values=asked.values, template=self.cfg.template_text or "",
+                model=self.base, data=self.cfg.data, retrain=self.cfg.retrain, export=self.cfg.export,
+                benchmark=self.cfg.benchmark, out_dir=str(trial_dir), seed=self.cfg.seed, threads=self.threads)
+            request.write(trial_dir / "request.json")
+            shown = ", ".join(f"{k}={v}" for k, v in asked.values.items() if k in self.cfg.space.distributions())
+            self.console.print(f"{self.sweep}: trial {number} producing: {shown}", highlight=False)
+            self._beat(state="producing", trial=number, since=started)
             with every(LEASE_S / 4, lambda: self._keep_alive(asked, started), what="lease renewal",
                        console=self.console):
                 job = produce(request, hooks=[EpochRecorder(self.study, asked)])
