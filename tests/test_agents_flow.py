@@ -340,3 +340,133 @@ def test_jobs_lost_with_a_redis_without_persistence_have_their_trials_retried(st
     failed, retry = producer.study.trials()
     assert failed.state == TrialState.FAIL and retry.state == TrialState.WAITING
     assert retry.user_attrs["retry_of"] == failed.number
+
+
+def test_an_interrupted_consumer_gives_back_its_job_and_when_idle_says_it_had_none(postgres_url: str,
+                                                                                   produced: dict[float, TrialJob],
+                                                                                   tmp_path: Path) -> None:
+    agents = Agents(f"sqlite:///{tmp_path / 'queue.db'}", postgres_url, tmp_path)
+    sweep = write_sweep(tmp_path)
+    producer = agents.producer(sweep)
+
+    def interrupted(name: str, started: str) -> str:
+        """A consumer process (benchmarks of a million iterations: it is mid-job for minutes), SIGTERM once it
+        logged ``started``; returns its log."""
+        log = tmp_path / f"{name}.log"
+        with open(log, "wb") as fh:
+            proc = subprocess.Popen(agents.cli("consumer", "--name", name, "--work-dir", str(tmp_path / name),
+                                               "--niter", "1000000", "--warmup", "0", "--budget", "600"),
+                                    stdout=fh, stderr=subprocess.STDOUT)
+        try:
+            wait_for(lambda: started in log.read_text(), timeout=120, what=f"{name} to log {started!r}")
+            os.kill(proc.pid, signal.SIGTERM)
+            assert proc.wait(timeout=60) == 130
+        finally:
+            proc.kill()
+        return " ".join(log.read_text().split())
+
+    idle = interrupted("idle", "serving")
+    assert "interrupted: no job was being measured" in idle and "back to the queue" not in idle
+    [trial] = hand_off(producer, produced[0.25], 1)
+    busy = interrupted("busy", "measuring")
+    [job] = [line for line in busy.split("interrupted: ")[1:]]
+    assert job.startswith(f"{producer.sweep} job ") and "went back to the queue" in job
+    counts = agents.queue().counts(producer.sweep)
+    assert (counts.queued, counts.in_flight) == (1, [])  # at once, not after the visibility timeout
+    assert agents.study(sweep).trials()[0].state == TrialState.RUNNING and trial.number == 0
+
+
+def test_a_consumer_killed_between_the_tell_and_the_ack_leaves_one_result(postgres_url: str,
+                                                                          produced: dict[float, TrialJob],
+                                                                          tmp_path: Path) -> None:
+    """A real crash at that very point: the queue file is write-locked from here once the consumer took the job,
+    so its tell (in PostgreSQL) goes through and its acknowledgement waits; it is killed with ``kill -9`` there.
+    The next consumer gets the job, finds the trial finished and acknowledges it unmeasured."""
+    import sqlite3
+
+    agents = Agents(f"sqlite:///{tmp_path / 'queue.db'}", postgres_url, tmp_path)
+    sweep = write_sweep(tmp_path)
+    producer = agents.producer(sweep)
+    [trial] = hand_off(producer, produced[0.75], 1)
+    with open(tmp_path / "a.log", "wb") as log:  # a benchmark of a few seconds: the lock is taken before the tell
+        proc = subprocess.Popen(agents.cli("consumer", "--name", "a", "--work-dir", str(tmp_path / "a"), "--niter",
+                                           "300", "--warmup", "0", "--budget", "2", "--visibility-timeout", "2"),
+                                stdout=log, stderr=subprocess.STDOUT)
+    lock = sqlite3.connect(tmp_path / "queue.db", isolation_level=None)
+    try:
+        wait_for(lambda: agents.queue().counts(producer.sweep).in_flight, timeout=120, what="consumer a's claim")
+        lock.execute("BEGIN IMMEDIATE")
+        study = agents.study(sweep)
+        wait_for(lambda: study.trials()[0].state == TrialState.COMPLETE, timeout=120, what="consumer a's tell")
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        lock.close()
+        proc.kill()
+    [told] = study.trials()
+    assert agents.queue().counts(producer.sweep).in_flight[0].consumer == "a"  # told, never acknowledged
+    output = io.StringIO()
+    consumer = agents.consumer(visibility_timeout_s=2.0, name="b")
+    consumer.console = Console(file=output, width=200)
+    assert consumer.run(max_jobs=1).outcomes == {"duplicate": 1}
+    assert f"trial {trial.number} is finished already" in output.getvalue()
+    [done] = agents.study(sweep).trials()
+    assert done.state == TrialState.COMPLETE and done.values == told.values  # consumer a's result, measured once
+    counts = agents.queue().counts(producer.sweep)
+    assert (counts.queued, counts.in_flight, counts.dead) == (0, [], 0)
+
+
+def test_a_stalled_consumers_job_is_taken_over_after_the_visibility_timeout_and_told_once(
+        agents: Agents, produced: dict[float, TrialJob], tmp_path: Path) -> None:
+    """Consumer a stalls mid-benchmark (SIGSTOP: a swapped-out or partitioned machine) past the visibility
+    timeout; b takes the job over and tells it. When a resumes, its tell loses and it acknowledges nothing new."""
+    sweep = write_sweep(tmp_path)
+    producer = agents.producer(sweep)
+    [trial] = hand_off(producer, produced[0.25], 1)
+    log_path = tmp_path / "a.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(agents.cli("consumer", "--name", "a", "--work-dir", str(tmp_path / "a"), "--niter",
+                                           "300", "--warmup", "0", "--budget", "2", "--visibility-timeout", "2",
+                                           "--max-jobs", "1"), stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: "measuring" in log_path.read_text(), timeout=120, what="consumer a to start measuring")
+        os.kill(proc.pid, signal.SIGSTOP)
+        output = io.StringIO()
+        consumer = agents.consumer(visibility_timeout_s=2.0, name="b")
+        consumer.console = Console(file=output, width=200)
+        assert consumer.run(max_jobs=1).outcomes == {"measured": 1}
+        assert "delivery 2 of job" in output.getvalue()
+        [done] = agents.study(sweep).trials()
+        assert done.number == trial.number and done.state == TrialState.COMPLETE
+        assert f"{tmp_path}/consumer/measured/" in done.user_attrs["artifacts"]["bench"]  # measured by b
+        os.kill(proc.pid, signal.SIGCONT)
+        assert proc.wait(timeout=120) == 0
+    finally:
+        proc.kill()
+    assert "1 duplicate" in " ".join(log_path.read_text().split())
+    [again] = agents.study(sweep).trials()
+    assert again.values == done.values and again.user_attrs["artifacts"] == done.user_attrs["artifacts"]
+    counts = agents.queue().counts(producer.sweep)
+    assert (counts.queued, counts.in_flight, counts.dead) == (0, [], 0)
+
+
+def test_a_benchmark_that_raises_is_retried_then_dead_lettered_and_its_trial_failed(
+        any_agents: Agents, produced: dict[float, TrialJob], tmp_path: Path) -> None:
+    """An artifact that is exactly what was produced (hashes match) but that the runtime cannot load: every
+    attempt's benchmark raises, so the job is released, tried again, then dead-lettered with the runtime's reason."""
+    from edgeprune.sweep.job import sha256_file
+
+    sweep = write_sweep(tmp_path)
+    producer = any_agents.producer(sweep)
+    broken = tmp_path / "broken" / "model.onnx"
+    broken.parent.mkdir()
+    broken.write_bytes(Path(produced[0.25].artifact).read_bytes()[:2000])  # a truncated export
+    job = produced[0.25].model_copy(update={"artifact": str(broken), "artifact_sha256": sha256_file(broken)})
+    [trial] = hand_off(producer, job, 1)
+    stats = any_agents.consumer(max_deliveries=2).run(max_jobs=2)
+    assert stats.outcomes == {"released": 1, "dead": 1}
+    [dead] = any_agents.queue().dead_letters(producer.sweep)
+    assert dead.deliveries == 2 and "SHA-256" not in dead.reason and dead.reason
+    [failed] = any_agents.study(sweep).trials()
+    assert failed.state == TrialState.FAIL and failed.number == trial.number
+    assert failed.user_attrs["error"] == f"dead-lettered after 2 deliveries: {dead.reason}"

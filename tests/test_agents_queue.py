@@ -43,27 +43,68 @@ def test_jobs_come_out_per_sweep_in_order_and_leave_when_acknowledged(queue_url:
     assert q.get("c1", ["a", "b"], 0.1) is None
 
 
-def test_a_silent_consumers_job_goes_to_another_after_the_visibility_timeout(queue_url: str) -> None:
-    q = get_queue(queue_url, visibility_timeout_s=0.5)
+class Clock:
+    """Time that passes only when a test says so: the embedded queue reads it; on Redis, where the server keeps
+    the time (a job's idle time), :meth:`advance` backdates every pending job's idle time by as much instead."""
+
+    def __init__(self, queue_url: str) -> None:
+        self.queue_url, self.now = queue_url, time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def queue(self, **options: Any) -> JobQueue:
+        if self.queue_url.startswith("sqlite"):
+            options["clock"] = self
+        return get_queue(self.queue_url, **options)
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+        if self.queue_url.startswith("sqlite"):
+            return
+        import redis
+
+        from edgeprune.agents.redis_queue import GROUP
+
+        client = redis.Redis.from_url(self.queue_url.split("?")[0], decode_responses=True)
+        prefix = self.queue_url.split("prefix=")[1]
+        for key in client.scan_iter(match=f"{prefix}:sweep:*:jobs"):
+            for entry in client.xpending_range(key, GROUP, "-", "+", 1000):
+                client.xclaim(key, GROUP, entry["consumer"], 0, [entry["message_id"]],
+                              idle=entry["time_since_delivered"] + int(seconds * 1000), justid=True)
+
+
+@pytest.fixture
+def clock(queue_url: str) -> Clock:
+    return Clock(queue_url)
+
+
+def test_a_silent_consumers_job_goes_to_another_after_the_visibility_timeout(clock: Clock) -> None:
+    q = clock.queue(visibility_timeout_s=60)
     message_id = q.put("s", "job")
     taken = q.get("dies", ["s"], 0.1)
     assert taken is not None and q.get("other", ["s"], 0.1) is None
-    time.sleep(0.6)
+    clock.advance(50)
+    assert q.get("other", ["s"], 0.1) is None  # silent for 50 s of 60: still the first consumer's
+    clock.advance(11)
     again = q.get("other", ["s"], 0.1)
     assert again is not None and (again.message_id, again.deliveries, again.consumer) == (message_id, 2, "other")
     assert not q.extend(taken)  # the job is no longer the silent consumer's: it cannot take it back
     assert q.extend(again)
 
 
-def test_a_working_consumer_keeps_its_job_by_extending(queue_url: str) -> None:
-    q = get_queue(queue_url, visibility_timeout_s=0.5)
+def test_a_working_consumer_keeps_its_job_by_extending(clock: Clock) -> None:
+    q = clock.queue(visibility_timeout_s=60)
     q.put("s", "long benchmark")
     taken = q.get("busy", ["s"], 0.1)
     assert taken is not None
-    for _ in range(5):
-        time.sleep(0.2)
+    for _ in range(5):  # five minutes of work, extended every 50 s
+        clock.advance(50)
         assert q.extend(taken)
         assert q.get("other", ["s"], 0.01) is None
+    clock.advance(61)  # then it stops extending
+    again = q.get("other", ["s"], 0.01)
+    assert again is not None and again.deliveries == 2
 
 
 def test_a_restarted_consumer_gets_its_own_unacknowledged_jobs_back_first(queue_url: str) -> None:
@@ -76,14 +117,16 @@ def test_a_restarted_consumer_gets_its_own_unacknowledged_jobs_back_first(queue_
     assert (again.message_id, again.deliveries) == (message_id, 2)
 
 
-def test_released_jobs_come_back_after_the_delay_and_dead_letters_keep_the_reason(queue_url: str) -> None:
-    q = get_queue(queue_url, visibility_timeout_s=5)
+def test_released_jobs_come_back_after_the_delay_and_dead_letters_keep_the_reason(clock: Clock) -> None:
+    q = clock.queue(visibility_timeout_s=60)
     message_id = q.put("s", "job")
     first = q.get("c1", ["s"], 0.1)
     assert first is not None
-    q.release(first, "artifact hash differs", delay_s=0.3)
+    q.release(first, "artifact hash differs", delay_s=30)
     assert q.get("c1", ["s"], 0.05) is None
-    time.sleep(0.35)
+    clock.advance(20)
+    assert q.get("c1", ["s"], 0.05) is None
+    clock.advance(11)
     second = q.get("c2", ["s"], 0.1)
     assert second is not None and (second.deliveries, second.last_error) == (2, "artifact hash differs")
     q.dead_letter(second, "gave up: artifact hash differs")

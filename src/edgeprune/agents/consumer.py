@@ -19,6 +19,10 @@ so the study's ``baseline`` latency compares with the trials' (:mod:`edgeprune.a
 A failed attempt (the artifact fails verification, the benchmark raises) releases the job for another try
 after ``retry_delay_s``; after ``max_deliveries`` attempts — counting deliveries to consumers that died —
 the job is dead-lettered with the reason and its trial failed, so it never stays RUNNING.
+
+Ctrl-C or SIGTERM hands the job being measured (or just claimed) back to the queue at once, and an interrupt
+that surfaces as another error — an extension module's import cut short — still counts as one, never as the
+job's failure (:func:`edgeprune.signals.interrupt_requested`).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import time
 import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import optuna
 from optuna.trial import TrialState
@@ -45,6 +49,7 @@ from edgeprune.agents.ticker import every
 from edgeprune.agents.trials import finish_once, is_finished
 from edgeprune.errors import EdgepruneError
 from edgeprune.runtime.errors import UnreadableModelError
+from edgeprune.signals import interrupt_requested, interrupts_deferred
 from edgeprune.sweep.config import BenchmarkSettings
 from edgeprune.sweep.engine import SweepStudy
 from edgeprune.sweep.job import JOB_FILE
@@ -109,11 +114,23 @@ class Consumer:
         self._recovered: set[str] = set()
         self._producers_seen: set[str] = set()
         self._baseline_tried: set[str] = set()
+        self.handed_back: list[Delivery] = []  # what an interrupt gave back to the queue (the CLI says so)
 
     # ------------------------------------------------------------------------------------------- main
     def run(self, *, max_jobs: int | None = None, exit_when_done: bool = False) -> ConsumerStats:
         """Serve until ``max_jobs`` jobs are handled, or (``exit_when_done``) every served sweep is finished."""
         backlog: list[Delivery] = []
+        served = ", ".join(self.explicit) if self.explicit else "every sweep registered"
+        self.console.print(f"consumer {self.name} serving {served} in {self.queue.url}", highlight=False)
+        try:
+            return self._serve(backlog, max_jobs, exit_when_done)
+        except KeyboardInterrupt:  # jobs taken back after a restart and not yet started go back too
+            for delivery in backlog:
+                self.queue.release(delivery, "its consumer was interrupted", 0.0)
+            self.handed_back += backlog
+            raise
+
+    def _serve(self, backlog: list[Delivery], max_jobs: int | None, exit_when_done: bool) -> ConsumerStats:
         wait = 1.0
         while max_jobs is None or self.stats.jobs < max_jobs:
             try:
@@ -126,7 +143,7 @@ class Consumer:
                 if not sweeps:  # no sweep registered yet
                     time.sleep(BLOCK_S)
                     continue
-                delivery = backlog.pop(0) if backlog else self.queue.get(self.name, sweeps, BLOCK_S)
+                delivery = self._next(backlog, sweeps)
                 if delivery is None:
                     if exit_when_done and self._finished(sweeps):
                         break
@@ -139,6 +156,18 @@ class Consumer:
                 time.sleep(wait)
                 wait = min(wait * 2, MAX_WAIT_S)
         return self.stats
+
+    def _next(self, backlog: list[Delivery], sweeps: list[str]) -> Delivery | None:
+        """The next job; one claimed as an interrupt arrives goes back at once, not after the visibility timeout."""
+        delivery = None
+        try:
+            with interrupts_deferred():
+                delivery = backlog.pop(0) if backlog else self.queue.get(self.name, sweeps, BLOCK_S)
+        except KeyboardInterrupt:
+            if delivery is not None:
+                self._give_back(delivery)
+            raise
+        return delivery
 
     def _served(self) -> list[str]:
         if self.explicit is not None:
@@ -203,9 +232,10 @@ class Consumer:
         except QueueUnavailableError:
             raise
         except KeyboardInterrupt:  # hand the job back at once instead of after the visibility timeout
-            self.queue.release(delivery, "its consumer was interrupted", 0.0)
-            raise
+            self._give_back(delivery)
         except Exception as exc:
+            if interrupt_requested():  # the interrupt surfaced as another error: not the job's failure
+                self._give_back(delivery)
             if not isinstance(exc, EdgepruneError):
                 traceback.print_exc()
             reason = exc.message if isinstance(exc, EdgepruneError) else f"{type(exc).__name__}: {exc}"
@@ -221,6 +251,11 @@ class Consumer:
         self.queue.ack(delivery)
         self.stores(message.artifact).discard(message.artifact)
         return "measured" if told else "duplicate"
+
+    def _give_back(self, delivery: Delivery) -> NoReturn:
+        self.queue.release(delivery, "its consumer was interrupted", 0.0)
+        self.handed_back.append(delivery)
+        raise KeyboardInterrupt
 
     def _measure(self, study: SweepStudy, message: AgentJob, delivery: Delivery) -> bool:
         """Fetch, verify, benchmark and tell; False when another consumer told the trial first."""

@@ -44,6 +44,7 @@ from edgeprune.agents.producer import publish_baseline
 from edgeprune.agents.queue import JobQueue, get_queue
 from edgeprune.agents.sweeps import resolve_sweep
 from edgeprune.runtime.devices import available_cpus
+from edgeprune.signals import sigterm_as_interrupt
 from edgeprune.sweep.engine import SweepStudy
 from edgeprune.sweep.prepare import preflight, prepare_base
 from edgeprune.sweep.progress import (
@@ -52,7 +53,6 @@ from edgeprune.sweep.progress import (
     finished_count,
     planned,
     progress_bar,
-    sigterm_as_interrupt,
     state_counts,
     status_line,
 )

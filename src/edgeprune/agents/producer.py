@@ -18,6 +18,12 @@ ask without the latest results. The producer stops after ``max_trials`` trials, 
 once the study has a stop reason and none of its trials is RUNNING any more (a running one may still fail
 and be retried). ``stop_at`` caps the trials of the whole study for this run, beside ``run_cap``
 (``edgeprune sweep --trials``).
+
+A heartbeat thread beats every ``HEARTBEAT_S`` for the producer's whole life (preparing, producing, waiting),
+each beat carrying its lease, so ``edgeprune status`` calls a killed producer gone within seconds. Producers
+sharing a work directory prepare the base model under a file lock: one pre-trains, the others wait and find
+it done. Ctrl-C or SIGTERM fails the trial being produced as abandoned (queued again); one that arrives while
+a trial is being asked is held back until the trial is leased, so that trial is handed back too.
 """
 
 from __future__ import annotations
@@ -27,8 +33,10 @@ import time
 import traceback
 import zlib
 from pathlib import Path
+from typing import NoReturn
 
 import optuna
+from filelock import FileLock, Timeout
 from optuna.trial import Trial, TrialState
 from rich.console import Console
 
@@ -36,11 +44,20 @@ from edgeprune.agents.artifacts import ArtifactStore
 from edgeprune.agents.baseline import ARTIFACT_ATTR, BASELINE_ATTR
 from edgeprune.agents.janitor import janitor_pass
 from edgeprune.agents.messages import QUEUED_ATTR, AgentJob
-from edgeprune.agents.queue import DEFAULT_DIR, JobQueue, QueueUnavailableError, default_name, safe_name
+from edgeprune.agents.queue import (
+    DEFAULT_DIR,
+    HEARTBEAT_S,
+    PRODUCER_LEASE_S,
+    JobQueue,
+    QueueUnavailableError,
+    default_name,
+    safe_name,
+)
 from edgeprune.agents.ticker import every
 from edgeprune.agents.trials import finish_once
 from edgeprune.errors import EdgepruneError
 from edgeprune.runtime.devices import available_cpus
+from edgeprune.signals import interrupt_requested, interrupts_deferred
 from edgeprune.sweep.config import SweepConfig
 from edgeprune.sweep.engine import LEASE_S, MAX_INITIAL_FAILURES, AskedTrial, SweepStudy, make_sampler
 from edgeprune.sweep.job import TrialJob, TrialRequest
@@ -77,6 +94,7 @@ class Producer:
         self.max_trials, self.max_queued = max_trials, max(1, max_queued)
         self.console = console or Console(stderr=True)
         self.produced = self.initial_failures = 0
+        self.handed_back: list[int] = []  # trials an interrupt failed as abandoned and queued again (the CLI says)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.study = SweepStudy(cfg, storage_url)
         self.study.limit = stop_at
@@ -86,31 +104,58 @@ class Producer:
         self._beat(state="preparing")
 
     def _beat(self, state: str, trial: int | None = None, since: float | None = None) -> None:
-        self.queue.beat(self.sweep, self.name, {"state": state, "trial": trial, "since": since or time.time(),
-                                                "host": socket.gethostname()})
+        self._last_beat = {"state": state, "trial": trial, "since": since or time.time(), "host": socket.gethostname(),
+                           "lease_s": PRODUCER_LEASE_S}
+        self.queue.beat(self.sweep, self.name, self._last_beat)
+
+    def _beat_again(self) -> None:
+        """The heartbeat thread's beat: still alive, doing what the last beat said."""
+        self.queue.beat(self.sweep, self.name, self._last_beat)
 
     # ------------------------------------------------------------------------------------------- main
     def run(self) -> int:
-        """Produce until done; returns the number of trials handed to the queue."""
+        """Produce until done; returns the number of trials handed to the queue. A heartbeat thread beats every
+        ``HEARTBEAT_S`` throughout, so `edgeprune status` tells a live producer from a killed one within seconds."""
+        try:
+            with every(HEARTBEAT_S, self._beat_again, what="heartbeat", console=self.console):
+                return self._run()
+        finally:
+            self.queue.forget_producer(self.sweep, self.name)
+
+    def _prepare(self) -> None:
+        """Pre-train the base model and store the dense reference once: producers sharing a work directory
+        take turns (a file lock), so one does the work and the others find it done."""
+
+        (self.work_dir / "base").mkdir(parents=True, exist_ok=True)
+        lock = FileLock(self.work_dir / "base" / ".prepare.lock")
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            self.console.print(f"{self.sweep}: waiting for another producer preparing the base model in "
+                               f"{self.work_dir / 'base'}", highlight=False)
+            lock.acquire()
         try:
             self.base = prepare_base(self.cfg, self.work_dir, self.console)
             preflight(self.cfg, self.base)
             if publish_baseline(self.study, self.base, self.artifacts, self.work_dir / "base"):
                 self.console.print(f"{self.sweep}: the dense model (the reference point) is stored for the consumer")
-            while (reason := self._stop_reason()) is None:
-                try:
-                    janitor_pass([self.study], self.queue, self.console)
-                    if self._may_ask():
-                        self.produce_one()
-                    else:
-                        self._beat(state="waiting")
-                        time.sleep(POLL_S)
-                except QueueUnavailableError as exc:  # an outage, not a failure: wait for the queue to return
-                    self.console.print(f"[yellow]{exc.message}[/]; trying again in {RETRY_S:.0f} s", highlight=False)
-                    time.sleep(RETRY_S)
-            self.console.print(f"{self.sweep}: producer {self.name} stops: {reason}")
         finally:
-            self.queue.forget_producer(self.sweep, self.name)
+            lock.release()
+
+    def _run(self) -> int:
+        self._prepare()
+        while (reason := self._stop_reason()) is None:
+            try:
+                janitor_pass([self.study], self.queue, self.console)
+                if self._may_ask():
+                    self.produce_one()
+                else:
+                    self._beat(state="waiting")
+                    time.sleep(POLL_S)
+            except QueueUnavailableError as exc:  # an outage, not a failure: wait for the queue to return
+                self.console.print(f"[yellow]{exc.message}[/]; trying again in {RETRY_S:.0f} s", highlight=False)
+                time.sleep(RETRY_S)
+        self.console.print(f"{self.sweep}: producer {self.name} stops: {reason}")
         return self.produced
 
     def _may_ask(self) -> bool:
@@ -128,35 +173,43 @@ class Producer:
     def produce_one(self) -> None:
         """Ask one trial and produce it; an error fails the trial, an interrupt abandons it (it is retried).
         Nothing is produced when the trial asked was deferred (others filled the cap first)."""
-        asked = self.study.ask()
+
+        asked = None
+        try:
+            with interrupts_deferred():
+                asked = self.study.ask()
+        except KeyboardInterrupt:
+            if asked is not None:
+                self._abandon(asked.number)
+            raise
         if asked is None:
             return
         number, started = asked.number, time.time()
-        trial_dir = self.work_dir / "trials" / f"{number:04d}"
-        asked.trial.set_user_attr("trial_dir", str(trial_dir))
-        request = TrialRequest(
-            study_name=self.sweep, trial_number=number, values=asked.values, template=self.cfg.template_text or "",
-            model=self.base, data=self.cfg.data, retrain=self.cfg.retrain, export=self.cfg.export,
-            benchmark=self.cfg.benchmark, out_dir=str(trial_dir), seed=self.cfg.seed, threads=self.threads)
-        request.write(trial_dir / "request.json")
-        shown = ", ".join(f"{k}={v}" for k, v in asked.values.items() if k in self.cfg.space.distributions())
-        self.console.print(f"{self.sweep}: trial {number} producing: {shown}", highlight=False)
-        self._beat(state="producing", trial=number, since=started)
-        try:
+        try:  # from here on, an interrupt hands the trial back
+            trial_dir = self.work_dir / "trials" / f"{number:04d}"
+            asked.trial.set_user_attr("trial_dir", str(trial_dir))
+            request = TrialRequest(
+                study_name=self.sweep, trial_number=number, values=asked.values, template=self.cfg.template_text or "",
+                model=self.base, data=self.cfg.data, retrain=self.cfg.retrain, export=self.cfg.export,
+                benchmark=self.cfg.benchmark, out_dir=str(trial_dir), seed=self.cfg.seed, threads=self.threads)
+            request.write(trial_dir / "request.json")
+            shown = ", ".join(f"{k}={v}" for k, v in asked.values.items() if k in self.cfg.space.distributions())
+            self.console.print(f"{self.sweep}: trial {number} producing: {shown}", highlight=False)
+            self._beat(state="producing", trial=number, since=started)
             with every(LEASE_S / 4, lambda: self._keep_alive(asked, started), what="lease renewal",
                        console=self.console):
                 job = produce(request, hooks=[EpochRecorder(self.study, asked)])
                 message_id = self._hand_off_until_queued(asked.trial, job)
         except KeyboardInterrupt:
-            finish_once(self.study, number, lambda: self.study.abandon(number, "abandoned: its producer was "
-                                                                                "interrupted"))
-            raise
+            self._abandon(number)
         except optuna.TrialPruned as exc:
             why = str(exc)
             finish_once(self.study, number, lambda: self.study.fail(asked.trial, why, pruned=True))
             self.console.print(f"{self.sweep}: trial {number} [yellow]pruned[/]: {why}", highlight=False)
             return
         except Exception as exc:
+            if interrupt_requested():  # the interrupt surfaced as another error: not the trial's failure
+                self._abandon(number)
             if not isinstance(exc, EdgepruneError):
                 traceback.print_exc()
             reason = exc.message if isinstance(exc, EdgepruneError) else f"{type(exc).__name__}: {exc}"
@@ -167,6 +220,12 @@ class Producer:
         self.produced += 1
         self.console.print(f"{self.sweep}: trial {number} produced in {time.time() - started:.1f} s, queued as "
                            f"{message_id}")
+
+    def _abandon(self, number: int) -> NoReturn:
+        """Interrupted: the trial is failed as abandoned and queued again with the same parameters."""
+        finish_once(self.study, number, lambda: self.study.abandon(number, "abandoned: its producer was interrupted"))
+        self.handed_back.append(number)
+        raise KeyboardInterrupt
 
     def _keep_alive(self, asked: AskedTrial, started: float) -> None:
         self.study.renew([asked.trial])

@@ -36,7 +36,8 @@ from edgeprune.registry import Registry
 DEFAULT_DIR = Path("runs/agents")
 DEFAULT_QUEUE_URL = f"sqlite:///{DEFAULT_DIR / 'queue.db'}"
 VISIBILITY_TIMEOUT_S = 60.0
-PRODUCER_TTL_S = 90.0  # a producer beats every 15 s; three missed beats plus slack and it counts as gone
+HEARTBEAT_S = 3.0  # a producer beats this often, whatever it is doing (preparing, producing, waiting)
+PRODUCER_LEASE_S = 15.0  # five missed beats and it counts as gone: a `kill -9` shows within seconds
 
 
 def default_name() -> str:
@@ -101,8 +102,17 @@ class ProducerBeat:
     beat: float
     info: dict[str, Any]
 
+    @property
+    def lease_s(self) -> float:
+        """How long after its last beat the producer counts as alive (it says so in each beat)."""
+        return float(self.info.get("lease_s", PRODUCER_LEASE_S))
+
+    def age(self, now: float | None = None) -> float:
+        """Seconds since the last beat."""
+        return (now or time.time()) - self.beat
+
     def alive(self, now: float | None = None) -> bool:
-        return (now or time.time()) - self.beat < PRODUCER_TTL_S
+        return self.age(now) < self.lease_s
 
 
 class JobQueue(abc.ABC):

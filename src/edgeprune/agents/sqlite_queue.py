@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
@@ -60,7 +60,9 @@ COLUMNS = "id, sweep, body, deliveries, error"
 class EmbeddedQueue(JobQueue):
     """Jobs as rows of one SQLite file; any number of local processes share it."""
 
-    def __init__(self, url: str, *, visibility_timeout_s: float = VISIBILITY_TIMEOUT_S) -> None:
+    def __init__(self, url: str, *, visibility_timeout_s: float = VISIBILITY_TIMEOUT_S,
+                 clock: Callable[[], float] = time.time) -> None:
+        """``clock`` (epoch seconds) decides when a job becomes visible again; tests pass one they move by hand."""
         path = url.split(":///", 1)[1] if url.startswith("sqlite:///") else ""
         if not path or path == ":memory:":
             raise QueueError(f"Queue {url!r} names no file.",
@@ -69,6 +71,7 @@ class EmbeddedQueue(JobQueue):
         self.path = Path(path)
         self.url = url
         self.visibility_timeout_s = visibility_timeout_s
+        self.clock = clock
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._db() as db:
             db.execute("PRAGMA journal_mode=WAL")
@@ -100,11 +103,11 @@ class EmbeddedQueue(JobQueue):
     def put(self, sweep: str, body: str) -> str:
         with self._db() as db:
             cursor = db.execute("INSERT INTO jobs (sweep, body, state, visible_at) VALUES (?, ?, 'queued', ?)",
-                                (sweep, body, time.time()))
+                                (sweep, body, self.clock()))
         return str(cursor.lastrowid)
 
     def _claim(self, db: sqlite3.Connection, row: tuple[Any, ...], consumer: str) -> Delivery:
-        now = time.time()
+        now = self.clock()
         db.execute("UPDATE jobs SET state = 'inflight', consumer = ?, deliveries = deliveries + 1, visible_at = ?, "
                    "claimed_at = ? WHERE id = ?", (consumer, now + self.visibility_timeout_s, now, row[0]))
         return Delivery(sweep=row[1], message_id=str(row[0]), body=row[2], deliveries=row[3] + 1, consumer=consumer,
@@ -123,7 +126,7 @@ class EmbeddedQueue(JobQueue):
         while True:
             with self._transaction() as db:
                 row = db.execute(f"SELECT {COLUMNS} FROM jobs WHERE sweep IN ({marks}) AND state != 'dead' "
-                                 "AND visible_at <= ? ORDER BY id LIMIT 1", (*sweeps, time.time())).fetchone()
+                                 "AND visible_at <= ? ORDER BY id LIMIT 1", (*sweeps, self.clock())).fetchone()
                 if row is not None:
                     return self._claim(db, row, consumer)
             if time.monotonic() >= deadline:
@@ -133,7 +136,7 @@ class EmbeddedQueue(JobQueue):
     def extend(self, delivery: Delivery) -> bool:
         with self._db() as db:
             cursor = db.execute("UPDATE jobs SET visible_at = ? WHERE id = ? AND state = 'inflight' AND consumer = ?",
-                                (time.time() + self.visibility_timeout_s, delivery.message_id, delivery.consumer))
+                                (self.clock() + self.visibility_timeout_s, delivery.message_id, delivery.consumer))
         return cursor.rowcount == 1
 
     def ack(self, delivery: Delivery) -> None:
@@ -144,12 +147,12 @@ class EmbeddedQueue(JobQueue):
         with self._db() as db:
             db.execute("UPDATE jobs SET state = 'queued', consumer = NULL, claimed_at = NULL, visible_at = ?, "
                        "error = ? WHERE id = ? AND state = 'inflight'",
-                       (time.time() + delay_s, reason, delivery.message_id))
+                       (self.clock() + delay_s, reason, delivery.message_id))
 
     def dead_letter(self, delivery: Delivery, reason: str) -> None:
         with self._db() as db:
             db.execute("UPDATE jobs SET state = 'dead', error = ?, dead_at = ? WHERE id = ?",
-                       (reason, time.time(), delivery.message_id))
+                       (reason, self.clock(), delivery.message_id))
 
     def contains(self, sweep: str, message_id: str) -> bool:
         with self._db() as db:
@@ -190,7 +193,7 @@ class EmbeddedQueue(JobQueue):
     def beat(self, sweep: str, producer: str, info: dict[str, Any]) -> None:
         with self._db() as db:
             db.execute("INSERT OR REPLACE INTO producers (sweep, name, beat, info) VALUES (?, ?, ?, ?)",
-                       (sweep, producer, time.time(), json.dumps(info)))
+                       (sweep, producer, self.clock(), json.dumps(info)))
 
     def forget_producer(self, sweep: str, producer: str) -> None:
         with self._db() as db:

@@ -2,8 +2,9 @@
 
 Per sweep: trials being produced (by which producer, since when), jobs queued, jobs in flight (on which
 consumer, since when, which delivery), trials done, failed, retried (failed by the janitor and queued
-again), dead-lettered jobs with their reasons, and the producers alive. Read-only; works from any
-machine that reaches the queue and the storage.
+again), dead-lettered jobs with their reasons, and each producer's last heartbeat: alive only while that
+is within the producer's lease (a few missed beats), so a killed producer shows as gone within seconds.
+Read-only; works from any machine that reaches the queue and the storage.
 """
 
 from __future__ import annotations
@@ -26,14 +27,14 @@ def _trial_of(body: str) -> int | None:
         return None
 
 
-def agents_status(queue: JobQueue, storage_url: str) -> list[dict[str, Any]]:
-    """One plain dict per registered sweep (what ``--json`` prints)."""
+def agents_status(queue: JobQueue, storage_url: str, now: float | None = None) -> list[dict[str, Any]]:
+    """One plain dict per registered sweep (what ``--json`` prints), as of ``now`` (default: the clock's)."""
     import optuna
 
 
     storage = open_storage(storage_url)
     studies = set(optuna.get_all_study_names(storage))
-    now = time.time()
+    now = time.time() if now is None else now
     rows = []
     for sweep in queue.sweeps():
         trials = optuna.load_study(study_name=sweep, storage=storage).get_trials(deepcopy=False) \
@@ -57,14 +58,24 @@ def agents_status(queue: JobQueue, storage_url: str) -> list[dict[str, Any]]:
             "dead_lettered": counts.dead,
             "dead_letters": [{"trial": _trial_of(d.body), "reason": d.reason, "deliveries": d.deliveries}
                              for d in queue.dead_letters(sweep)],
-            "producers_alive": [{"name": p.name, "beat_s_ago": round(now - p.beat, 1), **p.info}
-                                for p in producers if p.alive(now)],
+            "producers": [{"name": p.name, "beat_s_ago": round(p.age(now), 1), "alive": p.alive(now), **p.info,
+                           "lease_s": p.lease_s} for p in producers],
         })
+        rows[-1]["producers_alive"] = [p for p in rows[-1]["producers"] if p["alive"]]
     return rows
 
 
 def _ago(since: float | None, now: float) -> str:
     return "?" if since is None else f"{now - since:.0f} s ago"
+
+
+def _liveness(producer: dict[str, Any]) -> str:
+    """Its last heartbeat's age, and what that means: alive within its lease, else gone (killed, or cut off)."""
+    age, lease = producer["beat_s_ago"], producer["lease_s"]
+    if not producer["alive"]:
+        return f"gone: last heartbeat {age:.0f} s ago, past its {lease:.0f} s lease"
+    doing = producer.get("state", "?") + (f" trial {producer['trial']}" if producer.get("trial") is not None else "")
+    return f"alive ({doing}): last heartbeat {age:.0f} s ago, lease {lease:.0f} s"
 
 
 def status_table(rows: list[dict[str, Any]], queue_url: str) -> Table:
@@ -83,6 +94,7 @@ def status_table(rows: list[dict[str, Any]], queue_url: str) -> Table:
                   f"(delivery {f['delivery']})" for f in r["in_flight"]]
         notes += [f"{r['sweep']}: trial {d['trial']} dead-lettered after {d['deliveries']} deliveries: {d['reason']}"
                   for d in r["dead_letters"][-5:]]
+        notes += [f"{r['sweep']}: producer {p['name']} {_liveness(p)}" for p in r["producers"]]
     if not rows:
         table.add_row("—", *([""] * 8))
         notes.append("no sweep registered yet: start a producer with a sweep file")

@@ -19,6 +19,8 @@ from edgeprune.fileio import write_text
 from edgeprune.sweep.config import SweepConfig, load_sweep
 from edgeprune.sweep.engine import SweepStudy
 
+SWEEP_SUFFIXES = (".yaml", ".yml", ".json")
+
 
 def sweep_document(cfg: SweepConfig) -> str:
     """The sweep file's text and the relatively named template, as one JSON document."""
@@ -45,6 +47,11 @@ def materialize(document: str, directory: Path) -> SweepConfig:
     return load_sweep(path)
 
 
+def looks_like_a_path(spec: str) -> bool:
+    """Whether ``spec`` names a file rather than a registered sweep: a directory part or a file suffix."""
+    return Path(spec).suffix.lower() in SWEEP_SUFFIXES or "/" in spec or "\\" in spec
+
+
 def resolve_sweep(spec: str, queue: JobQueue, work_dir: Path) -> SweepConfig:
     """``spec`` is a sweep file (registered in the queue on the way) or the name of a registered sweep."""
     if Path(spec).is_file():
@@ -55,6 +62,11 @@ def resolve_sweep(spec: str, queue: JobQueue, work_dir: Path) -> SweepConfig:
         queue.register_sweep(cfg.study_name, sweep_document(cfg))
         return cfg
     document = queue.sweep_document(spec)
+    if document is None and looks_like_a_path(spec):
+        known = queue.sweeps()
+        raise ConfigError(f"The sweep file {spec} does not exist (looked in {Path.cwd()}).",
+                          hint="Check the path" + (f", or name a sweep registered in {queue.url}: {', '.join(known)}."
+                                                   if known else "."))
     if document is None:
         raise UnknownNameError("sweep", spec, queue.sweeps(),
                                hint=f"Give a sweep file, or start one producer with the file first: it registers "

@@ -17,6 +17,7 @@ from edgeprune.cli.app import (
     agent_storage,
     app,
     err,
+    exit_interrupted,
     out,
 )
 
@@ -50,14 +51,15 @@ def agent_producer(
     cfg = resolve_sweep(sweep, q, work_dir or DEFAULT_DIR)
     producer = Producer(cfg, agent_storage(storage), q, get_artifact_store(artifacts), work_dir=work_dir, name=name,
                         threads=threads, max_trials=max_trials, max_queued=max_queued, stop_at=stop_at, console=err)
-    from edgeprune.sweep.progress import sigterm_as_interrupt
+    from edgeprune.signals import sigterm_as_interrupt
 
     try:
         with sigterm_as_interrupt():
             produced = producer.run()
     except KeyboardInterrupt:
-        err.print("interrupted: the trial being produced is queued again")
-        raise typer.Exit(130) from None
+        err.print(f"interrupted: trial {', '.join(map(str, producer.handed_back))} is queued again"
+                  if producer.handed_back else "interrupted: no trial was being produced, nothing to queue again")
+        exit_interrupted()
     out.print(f"{cfg.study_name}: {produced} trials produced by {producer.name}")
 
 
@@ -100,18 +102,26 @@ def agent_consumer(
                         name=name, sweeps=sweep, artifacts=get_artifact_store(artifacts), work_dir=work_dir,
                         bench={k: v for k, v in bench.items() if v is not None}, max_deliveries=max_deliveries,
                         retry_delay_s=retry_delay, quiet_wait_s=quiet_wait, console=err)
-    from edgeprune.sweep.progress import sigterm_as_interrupt
+    from edgeprune.signals import sigterm_as_interrupt
 
     try:
         with sigterm_as_interrupt():
             result = consumer.run(max_jobs=max_jobs, exit_when_done=exit_when_done)
     except KeyboardInterrupt:
-        err.print("interrupted: the job being measured goes back to the queue")
-        raise typer.Exit(130) from None
+        err.print(consumer_interrupted(consumer), highlight=False)
+        exit_interrupted()
     if stats is not None:
         write_json(stats, result.to_dict())
     shown = ", ".join(f"{n} {outcome}" for outcome, n in sorted(result.outcomes.items())) or "no jobs"
     out.print(f"consumer {consumer.name}: {shown}; busy {result.busy_fraction:.0%} of the time")
+
+
+def consumer_interrupted(consumer) -> str:
+    """What an interrupted consumer gave back: the job it was measuring, or nothing when it was idle."""
+    if not consumer.handed_back:
+        return "interrupted: no job was being measured, nothing to give back"
+    jobs = ", ".join(f"{d.sweep} job {d.message_id}" for d in consumer.handed_back)
+    return f"interrupted: {jobs} went back to the queue for the next consumer"
 
 
 @agent_app.command("janitor")

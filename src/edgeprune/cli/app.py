@@ -6,13 +6,14 @@ import os
 import sys
 import warnings
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
 from edgeprune.errors import EdgepruneError
+from edgeprune.signals import exit_now
 
 app = typer.Typer(
     name="edgeprune", no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
@@ -74,6 +75,11 @@ def input_shape_of_text(text: str | None) -> tuple[int, ...] | None:
         return tuple(int(x) for x in text.split(","))
     except ValueError:
         raise typer.BadParameter(f"expected C,H,W such as 3,32,32, got {text!r}") from None
+
+
+def exit_interrupted() -> NoReturn:
+    """Exit 130 without the interpreter's seconds-long teardown (see edgeprune.signals.exit_now)."""
+    exit_now(130)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:

@@ -11,6 +11,7 @@ from rich.markup import escape
 from edgeprune.cli.app import (
     app,
     err,
+    exit_interrupted,
     out,
 )
 from edgeprune.cli.status import print_study_status
@@ -70,7 +71,7 @@ def sweep_cmd(
             failed = result.failed_agents
     except KeyboardInterrupt:
         err.print("interrupted: running trials are queued again; run the same command to continue")
-        raise typer.Exit(130) from None
+        exit_interrupted()
     counts = ", ".join(f"{n} {s}" for s, n in result.counts.items() if n)
     out.print(f"{result.study_name}: {counts or 'no trials'} ({result.stop_reason})")
     out.print(f"status: edgeprune status {where}    report: edgeprune report {where} -o "

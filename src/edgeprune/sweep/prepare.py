@@ -11,11 +11,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from rich.console import Console
 
 from edgeprune.data import load_dataset
+from edgeprune.fileio import write_json
 from edgeprune.jobs.export import export_model
 from edgeprune.jobs.inputs import load_model_for_data, normalization_for
 from edgeprune.jobs.train import evaluate_model, train_model
@@ -30,7 +32,9 @@ from edgeprune.training.seeding import seed_everything
 
 def prepare_base(cfg: SweepConfig, run_dir: Path, console: Console) -> str:
     """The dense checkpoint every trial prunes: the given one, or a zoo model built for the data and pre-trained
-    once (``pretrain.epochs``, resumable; 0 keeps its seeded initial weights)."""
+    once (``pretrain.epochs``, resumable; 0 keeps its seeded initial weights). Not safe to call twice at once on
+    one ``run_dir``: callers that may (producers) take turns under a lock."""
+
     assert cfg.model is not None
     p, out = cfg.pretrain, run_dir / "base" / "checkpoint.pth"
     if Path(cfg.model).is_file():
@@ -45,10 +49,15 @@ def prepare_base(cfg: SweepConfig, run_dir: Path, console: Console) -> str:
                                      "classes": list(train.classes), "input_shape": list(train.input_shape)},
                             normalize=normalization_for(loaded, train), provenance={"model": cfg.model})
         return str(out)
+    done = out.parent / "pretrained.json"  # written once training finished: later callers take the checkpoint
+    finished = {"model": cfg.model, "data": cfg.data, "pretrain": p.model_dump(mode="json"), "seed": cfg.seed}
+    if out.is_file() and done.is_file() and json.loads(done.read_text(encoding="utf-8")) == finished:
+        return str(out)
     console.print(f"pre-training {cfg.model} on {cfg.data} for {p.epochs} epochs -> {out.parent}")
     tc = TrainConfig(epochs=p.epochs, batch_size=p.batch_size, lr=p.lr, optimizer=p.optimizer, momentum=p.momentum,
                      weight_decay=p.weight_decay, lr_schedule=p.lr_schedule, seed=cfg.seed, progress=False)
     train_model(cfg.model, cfg.data, out.parent, tc, resume=True, console=console)
+    write_json(done, finished)
     return str(out)
 
 

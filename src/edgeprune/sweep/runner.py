@@ -26,6 +26,7 @@ import optuna
 from rich.console import Console
 
 from edgeprune.errors import ConfigError
+from edgeprune.signals import sigterm_as_interrupt
 from edgeprune.sweep.config import SweepConfig
 from edgeprune.sweep.engine import LEASE_S, MAX_INITIAL_FAILURES, AskedTrial, SweepStudy
 from edgeprune.sweep.process import TrialOutput, TrialProcess, build_command, new_run_id, write_wandb_params
@@ -34,7 +35,6 @@ from edgeprune.sweep.progress import (
     finished_count,
     planned,
     progress_bar,
-    sigterm_as_interrupt,
     started_line,
     state_counts,
     status_line,

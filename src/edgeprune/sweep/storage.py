@@ -19,8 +19,10 @@ connections also wait up to ``SQLITE_BUSY_S`` for another process's write instea
 from __future__ import annotations
 
 import random
+import sqlite3
 import time
 import warnings
+from contextlib import closing
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -67,6 +69,7 @@ def open_storage(url: str) -> BaseStorage:
         path = url.split(":///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+            write_ahead_log(Path(path))
         engine_kwargs["connect_args"] = {"timeout": SQLITE_BUSY_S}
     elif scheme == "postgresql":
         engine_kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
@@ -80,6 +83,17 @@ def open_storage(url: str) -> BaseStorage:
         raise StorageError(f"Cannot open the study storage {redact(url)!r}: {reason}",
                            hint="Check the URL, that the database server is running and reachable, and the "
                                 "credentials.") from None
+
+
+def write_ahead_log(path: Path) -> None:
+    """Put the SQLite file in WAL mode (a setting the file keeps): readers then never block a writer.
+
+    Why: in SQLite's default rollback-journal mode one open read — ``edgeprune sweep status``, a report, or
+    the sweep's own progress poll cut short by Ctrl-C — makes every write wait up to ``SQLITE_BUSY_S`` and
+    then fail with "database is locked", exactly when interrupted agents hand their trials back.
+    """
+    with closing(sqlite3.connect(path, timeout=SQLITE_BUSY_S)) as db:
+        db.execute("PRAGMA journal_mode=WAL")
 
 
 def lost_creation_race(exc: Exception) -> bool:

@@ -1,0 +1,75 @@
+"""SIGTERM as Ctrl-C, and whether either arrived: how the long-running commands stop cleanly.
+
+Agents and sweeps are stopped with SIGTERM (by ``edgeprune sweep``, a supervisor, ``kill``) as often as with
+Ctrl-C; both should unwind the same way, handing running work back. Torch-free on purpose: the consumer
+agent imports it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, NoReturn
+
+_INTERRUPTED = threading.Event()
+_PENDING = threading.Event()  # arrived while deferred; raised when the deferred block ends
+_deferring = [0]
+
+
+def interrupt_requested() -> bool:
+    """Whether SIGTERM or Ctrl-C arrived inside :func:`sigterm_as_interrupt`. Why ask: the KeyboardInterrupt a
+    signal raises can surface as another error — an extension module whose import it cuts short raises
+    ImportError ("initialization failed") — and a worker must not take that for a failed trial and go on."""
+    return _INTERRUPTED.is_set()
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Let SIGTERM unwind like Ctrl-C, so running trials are stopped and queued again; both are remembered
+    (:func:`interrupt_requested`). SIGINT stays ignored where it was (a shell's background job)."""
+    def handler(signum: int, frame: Any) -> None:
+        _INTERRUPTED.set()
+        if _deferring[0]:
+            _PENDING.set()
+            return
+        raise KeyboardInterrupt
+
+    _INTERRUPTED.clear()
+    _PENDING.clear()
+    signals = [signal.SIGTERM] + ([signal.SIGINT] if signal.getsignal(signal.SIGINT) is signal.default_int_handler
+                                  else [])
+    previous = {s: signal.signal(s, handler) for s in signals}
+    try:
+        yield
+    finally:
+        for s, before in previous.items():
+            signal.signal(s, before)
+
+
+@contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold an interrupt back until the block ends, then raise it. For short steps that create what only the
+    caller can hand back — a trial asked (created, then leased), a job claimed — so the interrupt reaches the
+    caller with the thing in hand instead of leaving it half made for a janitor to find a minute later."""
+    _deferring[0] += 1
+    try:
+        yield
+    finally:
+        _deferring[0] -= 1
+    if not _deferring[0] and _PENDING.is_set():
+        _PENDING.clear()
+        raise KeyboardInterrupt
+
+
+def exit_now(code: int) -> NoReturn:
+    """Leave at once, once the interrupted work is handed back: flush the output and skip the interpreter's
+    teardown. Why: with torch, ONNX Runtime and Optuna loaded, that teardown garbage-collects for seconds —
+    per process, on a busy machine — and Ctrl-C should give the prompt back in a few. Nothing is lost: the
+    trials and jobs handed back are committed to the study and the queue before this is called."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
