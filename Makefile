@@ -7,7 +7,7 @@ TORCH  ?= torch==2.13.0
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.edgeprune-installed
 
-.PHONY: setup demo test test-fast lint clean browser
+.PHONY: setup demo test test-fast lint clean browser fashion-mnist
 
 setup: $(STAMP)
 
@@ -41,3 +41,9 @@ browser:
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
+
+# Debian's Fashion-MNIST (idx files under /usr/share/datasets), which the idx-loader tests read as users would.
+fashion-mnist:
+	@if [ -d /usr/share/datasets/fashion-mnist ]; then :; \
+	else { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist \
+	       >/dev/null; } || echo "WARNING: dataset-fashion-mnist could not be installed: its tests will be skipped" >&2; fi
