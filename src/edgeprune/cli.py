@@ -30,6 +30,19 @@ DataOpt = Annotated[str, typer.Option("--data", "-d", help="'digits' (built in),
                                                             "directory or .tar.gz.")]
 ArchOpt = Annotated[str | None, typer.Option("--arch", help="Architecture of a checkpoint that does not name it.")]
 ScheduleOpt = Annotated[Path | None, typer.Option("--schedule", "-s", help="Distiller-format compression schedule.")]
+KdTeacherOpt = Annotated[str | None, typer.Option(
+    "--kd-teacher", help="Knowledge distillation (Distiller's --kd-*): learn from this trained checkpoint's outputs "
+                         "too, or 'dense' for the dense model the run's model was pruned from.")]
+KdTempOpt = Annotated[float | None, typer.Option("--kd-temp", "--kd-temperature",
+                                                 help="Distillation softmax temperature T [default: 1].")]
+KdDistillWtOpt = Annotated[float | None, typer.Option("--kd-distill-wt", "--kd-dw", help="Weight of the distillation "
+                                                      "loss (student vs teacher soft targets, × T²) [default: 0.5].")]
+KdStudentWtOpt = Annotated[float | None, typer.Option("--kd-student-wt", "--kd-sw", help="Weight of the student's "
+                                                      "loss against the labels [default: 0.5].")]
+KdTeacherWtOpt = Annotated[float | None, typer.Option("--kd-teacher-wt", "--kd-tw", help="Weight of the teacher's "
+                                                      "loss against the labels; 0, the teacher is frozen "
+                                                      "[default: 0].")]
+KdStartOpt = Annotated[int | None, typer.Option("--kd-start-epoch", help="First epoch that distils [default: 0].")]
 schedule_app = typer.Typer(no_args_is_help=True, help="Check and inspect compression schedules.")
 app.add_typer(schedule_app, name="schedule")
 
@@ -124,15 +137,25 @@ def train(
     resume: Annotated[bool, typer.Option(help="Continue from OUTPUT's last checkpoint if there is one.")] = True,
     schedule: ScheduleOpt = None,
     arch: ArchOpt = None,
+    kd_teacher: KdTeacherOpt = None,
+    kd_temp: KdTempOpt = None,
+    kd_distill_wt: KdDistillWtOpt = None,
+    kd_student_wt: KdStudentWtOpt = None,
+    kd_teacher_wt: KdTeacherWtOpt = None,
+    kd_start_epoch: KdStartOpt = None,
 ) -> None:
-    """Train or fine-tune MODEL on DATA, under a compression schedule if given; exact resume."""
+    """Train or fine-tune MODEL on DATA, under a compression schedule if given, distilled if asked; exact resume."""
+    from edgeprune.train.distill import distill_config
     from edgeprune.train.loop import TrainConfig
     from edgeprune.train.run import train_model
 
+    distill = distill_config(kd_teacher, temperature=kd_temp, distill_wt=kd_distill_wt, student_wt=kd_student_wt,
+                             teacher_wt=kd_teacher_wt, start_epoch=kd_start_epoch)
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, momentum=momentum,
                       nesterov=nesterov, weight_decay=weight_decay, lr_schedule=lr_schedule, augment=augment,
                       seed=seed, device=device, channels_last=channels_last)
-    result, _ = train_model(model, data, output, cfg, arch=arch, schedule=schedule, resume=resume, console=err)
+    result, _ = train_model(model, data, output, cfg, arch=arch, schedule=schedule, resume=resume, console=err,
+                            distill=distill)
     f = result.final
     out.print(f"top1 {f.get('top1', 0):.2f}  top5 {f.get('top5', 0):.2f}  loss {f.get('loss', 0):.4f}  "
               f"-> {output / 'checkpoint.pth'}")

@@ -240,6 +240,8 @@ class Trainer:
                 hook.on_minibatch_begin(epoch, step, steps, optimizer)
             with torch.autocast("cuda", dtype=torch.float16) if self.use_amp else contextlib.nullcontext():
                 logits = model(x)
+                for hook in hooks:
+                    hook.after_forward(epoch, step, steps, x, logits)
                 loss = F.cross_entropy(logits, y)
             meter.update(logits.detach(), y, loss.detach() * y.size(0))
             for hook in hooks:

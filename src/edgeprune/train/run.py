@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from rich.console import Console
 from torch import nn
 
@@ -17,8 +18,17 @@ from edgeprune.errors import ConfigError
 from edgeprune.models import MODELS
 from edgeprune.models.resolve import LoadedModel, resolve_model
 from edgeprune.schedule import CompressionScheduler, load_schedule
+from edgeprune.train.distill import (
+    Distillation,
+    DistillConfig,
+    config_from_record,
+    cost_line,
+    load_teacher,
+    recorded_distillation,
+    total_cost,
+)
 from edgeprune.train.hooks import TrainingHooks
-from edgeprune.train.loop import TrainConfig, Trainer, TrainResult, resolve_device
+from edgeprune.train.loop import LAST, TrainConfig, Trainer, TrainResult, resolve_device
 from edgeprune.train.metrics import evaluate
 from edgeprune.train.seeding import seed_everything
 
@@ -65,11 +75,13 @@ def normalization_for(loaded: LoadedModel, train_data: ImageDataset) -> dict[str
 def train_model(
     spec: str, data: str, out_dir: str | Path, config: TrainConfig, *, arch: str | None = None,
     schedule: str | Path | None = None, hooks: list[TrainingHooks] | None = None, resume: bool = True,
-    console: Console | None = None,
+    console: Console | None = None, distill: DistillConfig | None = None,
 ) -> tuple[TrainResult, LoadedModel]:
-    """Train (or fine-tune) MODEL on DATA into ``out_dir``, under a compression ``schedule`` if given.
+    """Train (or fine-tune) MODEL on DATA into ``out_dir``, under a compression ``schedule`` if given,
+    learning from a teacher too if ``distill`` is given.
 
-    Resumes from ``out_dir`` when it holds a checkpoint (schedule state included).
+    Resumes from ``out_dir`` when it holds a checkpoint (schedule and distillation state included; a
+    distilled run resumes distilled from the same teacher without being told again).
     """
     spec_schedule = load_schedule(schedule) if schedule is not None else None  # bad YAML fails first
     train_data = load_dataset(data, "train")
@@ -90,6 +102,7 @@ def train_model(
         trainer.add_hook(scheduler)
         report = RunReport(trainer, scheduler)  # after the scheduler: it measures right after pruning
         trainer.add_hook(report)
+    distillation = _distillation(spec, trainer, train_data, out_dir, distill, resume)
     if resume and trainer.resume():
         (console or trainer.console).print(f"resuming {out_dir} after epoch {trainer.start_epoch - 1}")
     elif report is not None:
@@ -97,7 +110,29 @@ def train_model(
     result = trainer.fit()
     if report is not None:
         report.write()
+    if distillation is not None and (cost := total_cost(distillation.cost)):
+        trainer.console.print(cost_line(cost, f"distillation over {cost['epochs']} epochs"), highlight=False)
     return result, loaded
+
+
+def _distillation(spec: str, trainer: Trainer, train_data: ImageDataset, out_dir: str | Path,
+                  requested: DistillConfig | None, resume: bool) -> Distillation | None:
+    """The distillation hook of this run, the last hook as Distiller orders it; a resumed run keeps its own."""
+    recorded = recorded_distillation(Path(out_dir) / LAST) if resume else None
+    if requested is None and recorded is not None:
+        requested = config_from_record(recorded)
+    elif requested is not None and resume and recorded is None and (Path(out_dir) / LAST).is_file():
+        raise ConfigError(f"{out_dir} holds a run trained without distillation; it cannot resume with a teacher.",
+                          hint="Start the distilled run in another output directory (or pass --no-resume).")
+    if requested is None:
+        return None
+    teacher = load_teacher(requested.teacher, spec, train_data, trainer.normalize, trainer.device)
+    if trainer.cfg.channels_last:
+        teacher.model.to(memory_format=torch.channels_last)
+    hook = Distillation(teacher, requested, console=trainer.console)
+    trainer.add_hook(hook)
+    trainer.provenance["distillation"] = hook.describe()
+    return hook
 
 
 def evaluate_model(
