@@ -127,24 +127,25 @@ def dense_parent(model_spec: str) -> Path:
         raise ConfigError(f"--kd-teacher dense: the model {model_spec!r} is not a checkpoint, so this run has no "
                           "trained dense parent to learn from.", hint="Give the teacher's checkpoint: --kd-teacher "
                                                                       "PATH.")
-    dense: Path | None = start
-    current: Path = start
+    dense: Path | None = None
+    current = start
     for _ in range(_MAX_ANCESTORS):
         provenance = load_checkpoint(current).provenance or {}
-        parent = provenance.get("parent")
         if provenance.get("schedule"):
-            if not parent or not Path(parent).is_file():
-                where = f"names {parent!r}, which does not exist here" if parent else "names no parent"
-                raise ConfigError(f"--kd-teacher dense: {current} was pruned, and its provenance {where}.",
-                                  hint="Give the dense teacher's checkpoint: --kd-teacher PATH.")
-            dense = None  # everything below this pruned checkpoint is pruned too
+            dense = None  # pruned: the dense parent is further up
         elif dense is None:
             dense = current
-        if not parent or not Path(parent).is_file():
+        parent = provenance.get("parent")
+        if not parent:
             break
+        if not Path(parent).is_file():
+            raise ConfigError(f"--kd-teacher dense: {current} records its parent {parent!r}, which is not a checkpoint "
+                              "file here, so this run cannot tell which dense model it descends from.",
+                              hint="Give the dense teacher's checkpoint: --kd-teacher PATH.")
         current = Path(parent)
-    if dense is None:  # the chain ended on a pruned checkpoint whose parent exists: that parent is dense
-        dense = current
+    if dense is None:
+        raise ConfigError(f"--kd-teacher dense: {current} was pruned and records no parent checkpoint.",
+                          hint="Give the dense teacher's checkpoint: --kd-teacher PATH.")
     return dense
 
 
@@ -299,14 +300,17 @@ class Distillation(TrainingHooks):
         return {"distillation": self.describe(), "cost": list(self.cost)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        recorded = state.get("distillation")
+        self.check_resumes(state.get("distillation"))
+        self.cost = list(state.get("cost", []))
+
+    def check_resumes(self, recorded: dict[str, Any] | None) -> None:
+        """Refuse to continue a run under distillation other than the one it was trained with."""
         if recorded != self.describe():
             raise CheckpointError(
                 f"This run was trained with distillation {_settings_text(recorded)}, not with "
                 f"{_settings_text(self.describe())}; a resumed run must continue exactly as it started.",
                 hint="Resume with the run's own --kd-* options (or none: they are read from its checkpoint), or "
                      "start a new run in another output directory.")
-        self.cost = list(state.get("cost", []))
 
 
 def _settings_text(d: dict[str, Any] | None) -> str:

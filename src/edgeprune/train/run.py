@@ -130,6 +130,8 @@ def _distillation(spec: str, trainer: Trainer, train_data: ImageDataset, out_dir
     if trainer.cfg.channels_last:
         teacher.model.to(memory_format=torch.channels_last)
     hook = Distillation(teacher, requested, console=trainer.console)
+    if recorded is not None:
+        hook.check_resumes(recorded)
     trainer.add_hook(hook)
     trainer.provenance["distillation"] = hook.describe()
     return hook
