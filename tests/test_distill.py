@@ -13,7 +13,7 @@ from edgeprune.errors import CheckpointError, ConfigError
 from edgeprune.models import create_model
 from edgeprune.models.checkpoint import save_checkpoint
 from edgeprune.schedule.oneshot import prune_model
-from edgeprune.train import TrainConfig, Trainer, TrainingHooks
+from edgeprune.train import TrainConfig, Trainer
 from edgeprune.train.distill import (
     Distillation,
     DistillConfig,
@@ -27,6 +27,7 @@ from edgeprune.train.run import train_model
 from edgeprune.train.seeding import seed_everything
 
 from .conftest import run_cli
+from .test_train import _Interrupt
 
 ARCH_KW = {"in_channels": 1, "num_classes": 10}
 SCHEDULE = Path(__file__).resolve().parents[1] / "examples" / "cifar10_resnet20" / "agp_5epochs.yaml"
@@ -156,15 +157,6 @@ def test_distillation_starts_at_its_start_epoch(tmp_path, dense) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ resume
-class _Interrupt(TrainingHooks):
-    def __init__(self, epoch: int, step: int) -> None:
-        self.at = (epoch, step)
-
-    def on_minibatch_begin(self, epoch, step, steps_per_epoch, optimizer):
-        if (epoch, step) == self.at:
-            raise KeyboardInterrupt
-
-
 def test_resumed_distillation_equals_uninterrupted(tmp_path, dense) -> None:
     """Pruned by a schedule and distilled from its dense parent, interrupted, resumed without --kd options."""
     cfg = TrainConfig(epochs=3, batch_size=64, lr=0.02, device="cpu", progress=False, augment=True, seed=5)
