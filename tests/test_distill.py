@@ -262,3 +262,86 @@ def test_cli_train_refuses_a_teacher_weight(tmp_path) -> None:
                 "--kd-teacher-wt", "0.3")
     assert r.returncode == 2 and "--kd-teacher-wt 0.3: the teacher is frozen" in r.stderr
     assert "Leave --kd-teacher-wt at 0" in r.stderr
+
+
+# ------------------------------------------------------------------------------------------------- sweeps
+SWEEP = """\
+method: random
+metric: {name: top1, goal: maximize}
+parameters:
+  sparsity: {values: [0.25, 0.5]}
+model: MODEL
+schedule_template: template.yaml
+retrain: {epochs: 1, batch_size: 64, lr: 0.01, RETRAIN}
+"""
+TEMPLATE = """\
+version: 1
+pruners:
+  p1:
+    class: L1RankedStructureParameterPruner
+    group_type: Filters
+    desired_sparsity: ${sparsity}
+    weights: [module.layer1.0.conv1.weight]
+extensions:
+  thinner: {class: FilterRemover, thinning_func_str: remove_filters, arch: resnet20_cifar, dataset: digits}
+policies:
+  - pruner: {instance_name: p1}
+    epochs: [0]
+  - extension: {instance_name: thinner}
+    epochs: [0]
+"""
+
+
+def _sweep(tmp_path: Path, model: str, retrain: str):
+    from edgeprune.sweep.config import load_sweep
+
+    (tmp_path / "template.yaml").write_text(TEMPLATE)
+    (tmp_path / "sweep.yaml").write_text(SWEEP.replace("MODEL", model).replace("RETRAIN", retrain))
+    return load_sweep(tmp_path / "sweep.yaml")
+
+
+def test_a_sweeps_retrain_section_takes_the_kd_options(tmp_path, dense) -> None:
+    cfg = _sweep(tmp_path, str(dense), "kd_teacher: dense, kd_temp: 5, kd_distill_wt: 0.7, kd_student_wt: 0.3")
+    assert cfg.retrain.distill() == DistillConfig("dense", temperature=5.0, distill_wt=0.7, student_wt=0.3)
+    assert _sweep(tmp_path, str(dense), "momentum: 0.9").retrain.distill() is None
+    (tmp_path / "teacher.pth").write_bytes(dense.read_bytes())
+    cfg = _sweep(tmp_path, str(dense), "kd_teacher: teacher.pth")  # a path relative to the sweep file
+    assert cfg.retrain.kd_teacher == str(tmp_path / "teacher.pth")
+
+
+@pytest.mark.parametrize(("retrain", "message"), [
+    ("kd_teacher: dense, kd_distill_wt: -1", r"sweep.yaml:7:\d+: retrain.kd_distill_wt: .*not negative, got "
+                                             r"kd_distill_wt -1"),
+    ("kd_teacher: dense, kd_distill_wt: 0, kd_student_wt: 0", r"retrain.kd_distill_wt: .*sum to zero"),
+    ("kd_temp: 4", r"retrain.kd_temp: kd_temp given without kd_teacher"),
+    ("kd_teacher: nope.pth", r"retrain.kd_teacher: the teacher checkpoint '.*nope.pth' does not exist"),
+    ("kd_teacher: dense, kd_teachr_wt: 0", r"kd_teachr_wt.*kd_teacher_wt"),
+])
+def test_a_sweeps_bad_kd_options_are_located(tmp_path, dense, retrain, message) -> None:
+    from edgeprune.sweep.config import SweepError
+
+    with pytest.raises(SweepError, match=message):
+        _sweep(tmp_path, str(dense), retrain)
+
+
+def test_a_sweep_refuses_an_untrained_dense_teacher(tmp_path) -> None:
+    from edgeprune.sweep.config import SweepError
+
+    with pytest.raises(SweepError, match="retrain.kd_teacher: kd_teacher: dense would distil from 'resnet20_cifar' "
+                                         "with its untrained initial weights"):
+        _sweep(tmp_path, "resnet20_cifar", "kd_teacher: dense")
+
+
+def test_a_sweep_trial_retrains_distilled_from_its_dense_parent(tmp_path, dense) -> None:
+    pytest.importorskip("onnxruntime", reason="a trial exports and checks ONNX: pip install 'edgeprune[sweep]'")
+    from edgeprune.sweep.job import TrialRequest
+    from edgeprune.sweep.produce import produce
+
+    cfg = _sweep(tmp_path, str(dense), "kd_teacher: dense, kd_temp: 4")
+    request = TrialRequest(study_name="kd", trial_number=0, values={"sparsity": 0.5}, template=TEMPLATE,
+                           model=str(dense), data="digits", retrain=cfg.retrain, export=cfg.export,
+                           benchmark=cfg.benchmark, out_dir=str(tmp_path / "trial"))
+    job = produce(request)
+    recorded = torch.load(job.checkpoint, weights_only=True)["provenance"]["distillation"]
+    assert recorded["teacher"]["path"] == str(dense) and recorded["temperature"] == 4.0
+    assert recorded["teacher"]["requested"] == "dense" and job.metrics["top1"] > 50

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict
 
 from edgeprune.errors import EdgepruneError
 from edgeprune.fileio import sha256_file, write_text
-from edgeprune.sweep.config import BenchmarkSettings, ExportSettings, TrainSettings
+from edgeprune.sweep.config import BenchmarkSettings, ExportSettings, RetrainSettings
 
 
 class ArtifactError(EdgepruneError):
@@ -43,7 +43,7 @@ class TrialRequest(_Message):
     template: str
     model: str
     data: str
-    retrain: TrainSettings
+    retrain: RetrainSettings
     export: ExportSettings
     benchmark: BenchmarkSettings
     out_dir: str
