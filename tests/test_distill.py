@@ -13,6 +13,9 @@ from edgeprune.errors import CheckpointError, ConfigError
 from edgeprune.models import create_model
 from edgeprune.models.checkpoint import save_checkpoint
 from edgeprune.schedule.oneshot import prune_model
+from edgeprune.sweep.config import SweepError, load_sweep
+from edgeprune.sweep.job import TrialRequest
+from edgeprune.sweep.produce import produce
 from edgeprune.train import TrainConfig, Trainer
 from edgeprune.train.distill import (
     Distillation,
@@ -27,6 +30,7 @@ from edgeprune.train.run import train_model
 from edgeprune.train.seeding import seed_everything
 
 from .conftest import run_cli
+from .test_sweep_config import TEMPLATE
 from .test_train import _Interrupt
 
 ARCH_KW = {"in_channels": 1, "num_classes": 10}
@@ -274,27 +278,9 @@ model: MODEL
 schedule_template: template.yaml
 retrain: {epochs: 1, batch_size: 64, lr: 0.01, RETRAIN}
 """
-TEMPLATE = """\
-version: 1
-pruners:
-  p1:
-    class: L1RankedStructureParameterPruner
-    group_type: Filters
-    desired_sparsity: ${sparsity}
-    weights: [module.layer1.0.conv1.weight]
-extensions:
-  thinner: {class: FilterRemover, thinning_func_str: remove_filters, arch: resnet20_cifar, dataset: digits}
-policies:
-  - pruner: {instance_name: p1}
-    epochs: [0]
-  - extension: {instance_name: thinner}
-    epochs: [0]
-"""
 
 
 def _sweep(tmp_path: Path, model: str, retrain: str):
-    from edgeprune.sweep.config import load_sweep
-
     (tmp_path / "template.yaml").write_text(TEMPLATE)
     (tmp_path / "sweep.yaml").write_text(SWEEP.replace("MODEL", model).replace("RETRAIN", retrain))
     return load_sweep(tmp_path / "sweep.yaml")
@@ -318,15 +304,11 @@ def test_a_sweeps_retrain_section_takes_the_kd_options(tmp_path, dense) -> None:
     ("kd_teacher: dense, kd_teachr_wt: 0", r"kd_teachr_wt.*kd_teacher_wt"),
 ])
 def test_a_sweeps_bad_kd_options_are_located(tmp_path, dense, retrain, message) -> None:
-    from edgeprune.sweep.config import SweepError
-
     with pytest.raises(SweepError, match=message):
         _sweep(tmp_path, str(dense), retrain)
 
 
 def test_a_sweep_refuses_an_untrained_dense_teacher(tmp_path) -> None:
-    from edgeprune.sweep.config import SweepError
-
     with pytest.raises(SweepError, match="retrain.kd_teacher: kd_teacher: dense would distil from 'resnet20_cifar' "
                                          "with its untrained initial weights"):
         _sweep(tmp_path, "resnet20_cifar", "kd_teacher: dense")
@@ -334,9 +316,6 @@ def test_a_sweep_refuses_an_untrained_dense_teacher(tmp_path) -> None:
 
 def test_a_sweep_trial_retrains_distilled_from_its_dense_parent(tmp_path, dense) -> None:
     pytest.importorskip("onnxruntime", reason="a trial exports and checks ONNX: pip install 'edgeprune[sweep]'")
-    from edgeprune.sweep.job import TrialRequest
-    from edgeprune.sweep.produce import produce
-
     cfg = _sweep(tmp_path, str(dense), "kd_teacher: dense, kd_temp: 4")
     request = TrialRequest(study_name="kd", trial_number=0, values={"sparsity": 0.5}, template=TEMPLATE,
                            model=str(dense), data="digits", retrain=cfg.retrain, export=cfg.export,
