@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from edgeprune.data import ImageDataset, channel_stats, load_dataset
+from edgeprune.demo.settings import DemoSettings
 from edgeprune.errors import CheckpointError, ConfigError
 from edgeprune.models import create_model
 from edgeprune.models.checkpoint import save_checkpoint
@@ -324,3 +325,20 @@ def test_a_sweep_trial_retrains_distilled_from_its_dense_parent(tmp_path, dense)
     recorded = torch.load(job.checkpoint, weights_only=True)["provenance"]["distillation"]
     assert recorded["teacher"]["path"] == str(dense) and recorded["temperature"] == 4.0
     assert recorded["teacher"]["requested"] == "dense" and job.metrics["top1"] > 50
+
+
+# --------------------------------------------------------------------------------------------------- demo
+def test_the_demos_sweep_retrains_distilled_from_the_dense_baseline(tmp_path) -> None:
+    kd = distill_config("dense", temperature=4.0, switch="--kd")
+    section = DemoSettings(distill=kd).retrain()
+    doc = SWEEP.replace("MODEL", "resnet20_cifar").replace("RETRAIN", ", ".join(
+        f"{k}: {v}" for k, v in section.items() if k.startswith("kd_")))
+    (tmp_path / "template.yaml").write_text(TEMPLATE)
+    (tmp_path / "sweep.yaml").write_text(doc.replace("model: resnet20_cifar", "model: resnet20_cifar\n"
+                                                     "pretrain: {epochs: 1}"))
+    assert load_sweep(tmp_path / "sweep.yaml").retrain.distill() == kd  # the sweep file reads back the same
+    assert "distill" not in DemoSettings().to_dict()  # earlier demo directories continue
+    assert DemoSettings(distill=kd).to_dict()["distill"]["teacher"] == "dense"
+    r = run_cli("demo", "-o", str(tmp_path / "d"), "--kd-temp", "4")
+    assert r.returncode == 2 and "--kd-temp given without --kd: there is nothing to distil from" in r.stderr
+    assert not (tmp_path / "d").exists()

@@ -81,17 +81,19 @@ class DistillConfig:
             raise ConfigError(f"--kd-start-epoch must be 0 or later, got {self.start_epoch}.")
 
 
-def distill_config(teacher: str | None, **options: float | int | None) -> DistillConfig | None:
+def distill_config(teacher: str | None, *, switch: str = "--kd-teacher",
+                   **options: float | int | None) -> DistillConfig | None:
     """A :class:`DistillConfig` from command-line options (None: not given), or None without a teacher.
 
-    Options given without ``--kd-teacher`` are refused rather than ignored.
+    Options given without the one that turns distillation on (``switch``) are refused rather than ignored.
     """
     given = {k: v for k, v in options.items() if v is not None}
     if teacher is None:
         if given:
             names = ", ".join(OPTION_NAMES.get(k, k) for k in given)
-            raise ConfigError(f"{names} given without --kd-teacher: there is nothing to distil from.",
-                              hint="Add --kd-teacher dense (the run's dense parent) or --kd-teacher CHECKPOINT.")
+            raise ConfigError(f"{names} given without {switch}: there is nothing to distil from.",
+                              hint=f"Add {switch} dense (the run's dense parent) or {switch} CHECKPOINT."
+                              if switch == OPTION_NAMES["teacher"] else f"Add {switch}.")
         return None
     return DistillConfig(teacher=teacher, **given)
 
