@@ -6,7 +6,7 @@ sides run ``Trainer.fit()`` for one epoch on the same synthetic CIFAR-sized batc
 drift of the machine hits both alike; the report is the median of the repeats, and the teacher's own forward
 time as the distillation hook measures it inside the same epochs.
 
-    python benchmarks/distill_cost.py [--batches 20] [--repeats 5] [--batch-size 128] [--threads 2]
+    python benchmarks/distill_cost.py [--batches 20] [--repeats 5] [--threads 2]
 """
 
 from __future__ import annotations
@@ -16,56 +16,58 @@ import json
 import statistics
 import time
 
+import numpy as np
 import torch
-from train_loop import synthetic_cifar
 
+from edgeprune.data import ImageDataset
 from edgeprune.models import create_model
 from edgeprune.train import TrainConfig, Trainer
 from edgeprune.train.distill import Distillation, DistillConfig, Teacher
 
+BATCH = 128  # the CIFAR-10 experiment's batch size
+KD = DistillConfig("dense", temperature=5.0, distill_wt=0.7, student_wt=0.3)  # its distillation settings
+
+
+def epoch_images_per_s(data: ImageDataset, teacher: Teacher | None) -> tuple[float, float]:
+    """Images/s of one ``fit()`` epoch (64-image validation and checkpoint included), and the teacher's share."""
+    hooks = [Distillation(teacher, KD)] if teacher is not None else []
+    config = TrainConfig(epochs=1, batch_size=BATCH, lr=0.05, device="cpu", lr_schedule="constant", progress=False)
+    trainer = Trainer(create_model("resnet20_cifar"), data, data.subset(64), config, "/tmp/edgeprune-bench-kd",
+                      arch="resnet20_cifar", normalize={"mean": [0.5] * 3, "std": [0.25] * 3}, hooks=hooks)
+    start = time.perf_counter()
+    trainer.fit()
+    seconds = time.perf_counter() - start
+    share = hooks[0].cost[0]["teacher_s"] / hooks[0].cost[0]["train_s"] if hooks else 0.0
+    return len(data) / seconds, share
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--batches", type=int, default=20)
+    ap.add_argument("--batches", type=int, default=20, help="batches of 128 per epoch")
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    data = synthetic_cifar(args.batches * args.batch_size)
-    norm = {"mean": [0.5] * 3, "std": [0.25] * 3}
-    cfg = TrainConfig(epochs=1, batch_size=args.batch_size, lr=0.05, device="cpu", seed=0, lr_schedule="constant",
-                      progress=False)
-    teacher_model = create_model("resnet20_cifar").eval().requires_grad_(False)
-    teacher = Teacher(teacher_model, path="(in memory)", sha256="", arch="resnet20_cifar")
-
-    def run(distil: bool) -> tuple[float, float]:
-        """Images/s of one ``fit()`` epoch (64-image validation and checkpoint included), and the teacher's share."""
-        hooks = [Distillation(teacher, DistillConfig("dense", temperature=5.0, distill_wt=0.7, student_wt=0.3))] \
-            if distil else []
-        trainer = Trainer(create_model("resnet20_cifar"), data, data.subset(64), cfg, "/tmp/edgeprune-bench-kd",
-                          arch="resnet20_cifar", normalize=norm, hooks=hooks)
-        start = time.perf_counter()
-        trainer.fit()
-        seconds = time.perf_counter() - start
-        share = hooks[0].cost[0]["teacher_s"] / hooks[0].cost[0]["train_s"] if distil else 0.0
-        return len(data) / seconds, share
-
-    run(False), run(True)  # warm-up
+    rng = np.random.default_rng(0)
+    n = args.batches * BATCH
+    data = ImageDataset(rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, n),
+                        [str(c) for c in range(10)], "synthetic", "train", "synthetic")
+    teacher = Teacher(create_model("resnet20_cifar").eval().requires_grad_(False), path="(in memory)", sha256="",
+                      arch="resnet20_cifar")
+    epoch_images_per_s(data, None), epoch_images_per_s(data, teacher)  # warm-up
     plain, distilled, shares = [], [], []
     for _ in range(args.repeats):
-        plain.append(run(False)[0])
-        ips, share = run(True)
+        plain.append(epoch_images_per_s(data, None)[0])
+        ips, share = epoch_images_per_s(data, teacher)
         distilled.append(ips)
         shares.append(share)
-    result = {
-        "batch_size": args.batch_size, "threads": args.threads, "images_per_repeat": len(data),
-        "repeats": args.repeats, "images_per_s_without_teacher": round(statistics.median(plain), 1),
+    print(json.dumps({
+        "batch_size": BATCH, "threads": args.threads, "images_per_repeat": n, "repeats": args.repeats,
+        "images_per_s_without_teacher": round(statistics.median(plain), 1),
         "images_per_s_with_teacher": round(statistics.median(distilled), 1),
         "ratio": round(statistics.median(d / p for d, p in zip(distilled, plain, strict=True)), 3),
         "teacher_share_of_training": round(statistics.median(shares), 3),
-    }
-    print(json.dumps(result, indent=2))
+    }, indent=2))
 
 
 if __name__ == "__main__":
