@@ -177,6 +177,8 @@ def test_resumed_distillation_equals_uninterrupted(tmp_path, dense) -> None:
     for name, value in a["state_dict"].items():
         torch.testing.assert_close(b["state_dict"][name], value, rtol=0, atol=0, msg=name)
     assert [h["top1"] for h in straight.history] == [h["top1"] for h in resumed.history]
+    assert "distilled from `" + str(dense) + "` (T 3, distillation weight 0.7, student weight 0.3, from epoch 1)" \
+        in (tmp_path / "b" / "report.md").read_text()
     recorded = b["provenance"]["distillation"]
     assert recorded["teacher"]["path"] == str(dense) and recorded["temperature"] == 3.0
     assert recorded["teacher"]["requested"] == "dense" and len(recorded["teacher"]["sha256"]) == 64
