@@ -176,7 +176,7 @@ def distilled_markdown(results: dict[str, Any]) -> list[str]:
              f"{first['distill_wt']:g}, student weight {first['student_wt']:g} (Distiller's CIFAR examples), "
              "from epoch 0. Top-1 after each epoch; Δ against the dense model's "
              f"{base:.2f} %.", "",
-             "| schedule | MACs | epoch (of) | top-1 without distillation | top-1 with distillation | gain | "
+             "| schedule | MACs | after epoch (of N planned) | top-1 without distillation | top-1 with distillation | gain | "
              "Δ top-1 vs dense, with |", "|---|---:|---:|---:|---:|---:|---:|"]
     for r in kd.values():
         for e in r["epochs"]:
@@ -184,6 +184,12 @@ def distilled_markdown(results: dict[str, Any]) -> list[str]:
             without, gain = ("—", "—") if w is None else (f"{w:.2f}", f"{e['top1'] - w:+.2f}")
             lines.append(f"| {r['title']} | {r['macs']:,} ({r['macs'] / DENSE_MACS:.3f} of dense) | {e['epoch']} "
                          f"({r['epochs_planned']}) | {without} | {e['top1']:.2f} | {gain} | {e['top1'] - base:+.2f} |")
+    unfinished = [f"{r['title']} ({len(r['epochs'])} of {r['epochs_planned']} epochs)" for r in kd.values()
+                  if len(r["epochs"]) < r["epochs_planned"]]
+    if unfinished:
+        lines += ["", "Not finished when this table was written, so shown only as far as they went: "
+                  + "; ".join(unfinished) + ". Each row compares the two runs after the same epoch, with the same "
+                  "cosine LR schedule planned over all epochs."]
     lines += ["", "What the teacher costs (training only: the teacher's forward pass on every batch, timed inside "
               "the same epochs; \"without\" is the same epochs less that time):", "",
               "| schedule | epochs | training images/s with the teacher | without | teacher's share of training time |",
