@@ -176,8 +176,8 @@ def distilled_markdown(results: dict[str, Any]) -> list[str]:
              f"{first['distill_wt']:g}, student weight {first['student_wt']:g} (Distiller's CIFAR examples), "
              "from epoch 0. Top-1 after each epoch; Δ against the dense model's "
              f"{base:.2f} %.", "",
-             "| schedule | MACs | after epoch (of N planned) | top-1 without distillation | top-1 with distillation | gain | "
-             "Δ top-1 vs dense, with |", "|---|---:|---:|---:|---:|---:|---:|"]
+             "| schedule | MACs | after epoch (of N planned) | top-1 without distillation | top-1 with distillation "
+             "| gain | Δ top-1 vs dense, with |", "|---|---:|---:|---:|---:|---:|---:|"]
     for r in kd.values():
         for e in r["epochs"]:
             w = e["top1_without"]
