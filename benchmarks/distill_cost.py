@@ -20,9 +20,10 @@ import numpy as np
 import torch
 
 from edgeprune.data import ImageDataset
+from edgeprune.distillation import DistillConfig
 from edgeprune.models import create_model
-from edgeprune.train import TrainConfig, Trainer
-from edgeprune.train.distill import Distillation, DistillConfig, Teacher
+from edgeprune.training import TrainConfig, Trainer
+from edgeprune.training.distill import Distillation, Teacher
 
 BATCH = 128  # the CIFAR-10 experiment's batch size
 KD = DistillConfig("dense", temperature=5.0, distill_wt=0.7, student_wt=0.3)  # its distillation settings

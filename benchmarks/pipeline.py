@@ -18,10 +18,10 @@ import time
 from pathlib import Path
 
 T0 = time.perf_counter()
-from edgeprune.bench.protocol import Protocol  # noqa: E402  (imports are part of what a user waits for)
-from edgeprune.bench.run import bench_model  # noqa: E402
-from edgeprune.export.job import export_model  # noqa: E402
-from edgeprune.schedule.oneshot import prune_model  # noqa: E402
+from edgeprune.jobs.bench import bench_model  # noqa: E402
+from edgeprune.jobs.export import export_model  # noqa: E402
+from edgeprune.jobs.prune import prune_model  # noqa: E402
+from edgeprune.measurement.protocol import Protocol  # noqa: E402  (imports are part of what a user waits for)
 
 IMPORTS_S = time.perf_counter() - T0
 SCHEDULE = Path(__file__).resolve().parents[1] / "examples" / "schedules" / "resnet56_cifar_filter_rank.yaml"

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 
-from edgeprune.analysis.summary import model_summary
 from edgeprune.models import create_model
+from edgeprune.models.summary import model_summary
 from edgeprune.schedule import CompressionScheduler, load_schedule
 
 SCHEDULE = Path(__file__).resolve().parents[1] / "examples" / "schedules" / "resnet56_cifar_filter_rank.yaml"

@@ -102,7 +102,7 @@ def run_one(producers: int, trials: int, args: argparse.Namespace, root: Path) -
 
 
 def main() -> None:
-    from edgeprune.bench.devices import available_cpus
+    from edgeprune.runtime.devices import available_cpus
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--producers", default="1,2,4", help="Comma-separated producer counts.")

@@ -32,7 +32,7 @@ from torch.nn import functional as F
 
 from edgeprune.analysis.sensitivity import SensitivitySettings, analyse_to_dir, sensitivity_weights
 from edgeprune.models import create_model
-from edgeprune.train.metrics import evaluate
+from edgeprune.training.metrics import evaluate
 
 SPARSITIES = [0.1, 0.2, 0.3, 0.4]
 

@@ -22,15 +22,15 @@ import json
 import tempfile
 from pathlib import Path
 
-from edgeprune.analysis.summary import model_summary
-from edgeprune.bench.compare import measure_interleaved, speedup_row
-from edgeprune.bench.environment import environment
-from edgeprune.bench.protocol import Protocol
-from edgeprune.export.job import export_model
+from edgeprune.jobs.compare import measure_interleaved, speedup_row
+from edgeprune.jobs.export import export_model
+from edgeprune.jobs.prune import prune_model
+from edgeprune.measurement.environment import environment
+from edgeprune.measurement.protocol import Protocol
 from edgeprune.models import create_model
 from edgeprune.models.checkpoint import save_checkpoint
-from edgeprune.schedule.oneshot import prune_model
-from edgeprune.train.seeding import seed_everything
+from edgeprune.models.summary import model_summary
+from edgeprune.training.seeding import seed_everything
 
 SCHEDULES = Path(__file__).resolve().parents[1] / "examples" / "schedules"
 ARCH = "resnet56_cifar"
@@ -61,7 +61,7 @@ def build_variants(work: Path, exporter: str) -> dict[str, dict]:
 
 
 def summarise(variants: dict[str, dict], results: dict) -> list[dict]:
-    """One row per variant and backend (see :func:`edgeprune.bench.compare.speedup_row`)."""
+    """One row per variant and backend (see :func:`edgeprune.jobs.compare.speedup_row`)."""
     return [{"variant": name, "backend": backend, "macs": v["macs"],
              **speedup_row(results["dense"][backend], results[name][backend], variants["dense"]["macs"] / v["macs"])}
             for backend in BACKENDS for name, v in variants.items()]

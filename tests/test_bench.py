@@ -10,23 +10,23 @@ import shutil
 import statistics
 import subprocess
 import sys
-import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from edgeprune.bench.backends import RunSettings, open_runner
-from edgeprune.bench.compare import measure_interleaved, speedup_row
-from edgeprune.bench.protocol import LatencyStats, Protocol, measure
-from edgeprune.bench.result import comparable
-from edgeprune.bench.run import bench_model
 from edgeprune.errors import ConfigError, EdgepruneError
-from edgeprune.export.errors import DeviceError, ShapeError
-from edgeprune.export.job import export_model
+from edgeprune.jobs.bench import bench_model
+from edgeprune.jobs.compare import measure_interleaved, speedup_row
+from edgeprune.jobs.export import export_model
+from edgeprune.measurement.protocol import LatencyStats, Protocol, measure
+from edgeprune.measurement.result import comparable
 from edgeprune.models import create_model
 from edgeprune.models.checkpoint import save_checkpoint
+from edgeprune.runtime.backends import RunSettings, open_runner
+from edgeprune.runtime.errors import DeviceError, ShapeError
 
 from .conftest import REPO, run_cli
 
@@ -59,15 +59,35 @@ def test_latency_statistics_are_exact_on_known_samples() -> None:
     assert s.cv == pytest.approx(np.std(np.arange(1, 101), ddof=1) / 50.5)
 
 
+class FakeClock:
+    """Seconds that pass only when a timed call says so: the protocol's decisions without real time."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def call_taking(self, ms: Callable[[int], float], calls: list[int]) -> Callable[[int], None]:
+        def call(i: int) -> None:
+            calls.append(i)
+            self.now += ms(i) / 1000.0
+        return call
+
+
 def test_rounds_repeat_until_steady_or_out_of_budget() -> None:
-    calls = []
-    # 1 ms sleeps: a CV far below 1 on any machine (a bare no-op's sub-microsecond timings are all jitter)
-    steady = measure(lambda i: (calls.append(i), time.sleep(0.001)), Protocol(niter=5, warmup=3, cv_threshold=1.0))
-    assert steady.cv_met and steady.rounds == 1 and len(calls) == 3 + 5
-    # alternating 0 / 2 ms sleeps: CV ~ 1, never under 0.05; the 0.05 s budget stops it after a few rounds
-    noisy = measure(lambda i: time.sleep(0.002 * (i % 2)), Protocol(niter=10, warmup=0, cv_threshold=0.05,
-                                                                    budget_s=0.05))
-    assert not noisy.cv_met and noisy.rounds >= 2 and noisy.stats.cv > 0.5
+    clock, calls = FakeClock(), []
+    # every call takes exactly 1 ms: CV 0, steady after the first round
+    steady = measure(clock.call_taking(lambda i: 1.0, calls), Protocol(niter=5, warmup=3, cv_threshold=1.0),
+                     clock=clock)
+    assert steady.cv_met and steady.rounds == 1 and len(calls) == 3 + 5 and steady.stats.median_ms == pytest.approx(1.0)
+    # alternating 0 / 2 ms: CV = std(0,2,...)/1 > 1 never reaches 0.05; each round of 10 calls takes 10 ms, so
+    # a 0.0495 s budget is used up after exactly 5 rounds (40 ms < 0.0495 <= 50 ms)
+    clock, calls = FakeClock(), []
+    noisy = measure(clock.call_taking(lambda i: 2.0 * (i % 2), calls),
+                    Protocol(niter=10, warmup=0, cv_threshold=0.05, budget_s=0.0495), clock=clock)
+    assert not noisy.cv_met and noisy.rounds == 5 and len(calls) == 50
+    assert noisy.stats.cv == pytest.approx(np.std([0.0, 2.0] * 5, ddof=1) / 1.0)
 
 
 @pytest.mark.parametrize("backend,model", [("openvino", "xml"), ("openvino", "onnx"), ("onnxruntime", "onnx"),

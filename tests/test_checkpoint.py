@@ -8,11 +8,11 @@ import pickle
 import pytest
 import torch
 
-from edgeprune.analysis.summary import model_summary
 from edgeprune.errors import CheckpointError
 from edgeprune.models import create_model
 from edgeprune.models.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from edgeprune.models.resolve import resolve_model
+from edgeprune.models.summary import model_summary
 
 from .conftest import run_cli, shared_file
 
@@ -92,13 +92,31 @@ def test_checkpoint_with_code_object_is_refused(tmp_path) -> None:
     path = tmp_path / "evil.pth"
     torch.save({"state_dict": create_model("simplenet_cifar").state_dict(), "payload": _Evil()}, path,
                pickle_protocol=2)
-    with pytest.raises(CheckpointError, match=r"unexpected code object \(posix.system|os.system"):
+    with pytest.raises(CheckpointError, match=r"contains code edgeprune will not run: its pickle calls "
+                                              r"(posix|os)\.system"):
         load_checkpoint(path)
     legacy = tmp_path / "evil_legacy.pth"
     torch.save({"payload": _Evil()}, legacy, _use_new_zipfile_serialization=False)
-    with pytest.raises(CheckpointError, match="unexpected code object"):
+    with pytest.raises(CheckpointError, match="contains code edgeprune will not run"):
         load_checkpoint(legacy)
     assert pickle  # the stdlib pickle is what would have executed it
+
+
+def test_a_code_object_in_any_pickle_protocol_is_named_not_called_corrupt(tmp_path) -> None:
+    """Protocols 4 and 5 (Python's defaults) stop PyTorch's loader at their framing opcode, before any global:
+    that once read "could not be read: it looks corrupt ... Re-copy or re-save the file"."""
+    where = f"{os.system.__module__}.system"
+    files = {f"raw{protocol}.pth": pickle.dumps({"payload": _Evil()}, protocol=protocol) for protocol in (0, 2, 4, 5)}
+    files["by_name.pth"] = b"cos\nsystem\n(S'echo pwned > /dev/null'\ntR."  # names os.system itself
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    torch.save({"payload": _Evil()}, tmp_path / "zip4.pth", pickle_protocol=4)
+    for path in sorted(tmp_path.glob("*.pth")):
+        with pytest.raises(CheckpointError) as info:
+            load_checkpoint(path)
+        named = "os.system" if path.name == "by_name.pth" else where
+        assert f"contains code edgeprune will not run: its pickle calls {named}," in info.value.message, path.name
+        assert "Re-copy" not in str(info.value) and "trust" in info.value.hint
 
 
 def test_distiller_dense_checkpoint() -> None:

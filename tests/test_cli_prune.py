@@ -12,16 +12,16 @@ import pytest
 import torch
 from PIL import Image
 
-from edgeprune.analysis.sparsity import sparsity_3d
-from edgeprune.analysis.summary import model_summary
 from edgeprune.data import load_dataset
+from edgeprune.jobs.prune import prune_model
+from edgeprune.jobs.train import train_model
 from edgeprune.models import create_model
 from edgeprune.models.checkpoint import load_checkpoint, model_from_checkpoint
+from edgeprune.models.sparsity import sparsity_3d
+from edgeprune.models.summary import model_summary
 from edgeprune.schedule.config import ScheduleWarning
-from edgeprune.schedule.oneshot import prune_model
 from edgeprune.schedule.scheduler import CompressionScheduler
-from edgeprune.train import TrainConfig
-from edgeprune.train.run import train_model
+from edgeprune.training import TrainConfig
 
 from .conftest import REPO, run_cli, shared_file
 
@@ -47,6 +47,13 @@ def test_distiller_filter_rank_schedule_gives_distillers_counts_and_shapes(tmp_p
     assert shapes["layer3.1.conv1"] == [58, 64, 3, 3]
     assert all(shapes[f"layer3.{i}.conv1"] == [45, 64, 3, 3] for i in (2, 3, 5, 6, 7, 8))
     assert shapes["layer2.0.conv1"] == [32, 16, 3, 3] and shapes["layer3.0.conv1"] == [64, 32, 3, 3]
+    as_json = run_cli("prune", "resnet56_cifar", "--schedule", str(FILTER_RANK), "-o", str(tmp_path / "j.pth"),
+                      "--json")
+    table = json.loads(as_json.stdout)  # the printed table, as data
+    assert (table["after"]["weight_params"], table["after"]["macs"], table["thinned"]) == (634_640, 78_856_832, True)
+    layers = {x["name"]: x for x in table["layers"]}
+    assert layers["layer3.1.conv1.weight"]["shape_after"] == [58, 64, 3, 3]
+    assert layers["layer3.1.conv1.weight"]["shape_before"] == [64, 64, 3, 3]
 
 
 @pytest.mark.parametrize(("schedule", "weights", "macs", "conv1s", "stream", "fc", "grouped"), [
@@ -146,6 +153,23 @@ def test_schedule_check_prints_the_timeline_with_agp_targets(tmp_path) -> None:
     assert "conv2_pruner" in result.stdout and "net_thinner" in result.stdout
     assert "0.05" in result.stdout and "0.2" in result.stdout  # AGP targets at epochs 0 and 1
     assert "valid; 4 policies" in result.stdout
+    assert "0.0500 → 0.2000" in result.stdout  # the AGP ramp of one run; per epoch with --per-epoch
+    as_json = json.loads(run_cli("schedule", "check", str(MNIST_SCHEDULE), "--model", "simplenet_mnist",
+                                 "--json").stdout)
+    assert as_json["policies"] == 4 and len(as_json["firings"]) == 7
+    assert as_json["firings"][1] == {"epoch": 0, "policy": 1, "kind": "pruner", "instance": "conv2_pruner",
+                                     "class": "L1RankedStructureParameterPruner_AGP",
+                                     "agp_target": pytest.approx(0.05)}
+
+
+@pytest.mark.slow
+def test_schedule_check_of_the_founding_example_is_a_few_lines() -> None:
+    seed = shared_file("reference/seed-schedule.yaml")
+    short = run_cli("schedule", "check", str(seed), "--model", "resnet20_cifar")
+    assert short.returncode == 0, short.stderr
+    assert "10–299, every epoch" in short.stdout and len(short.stdout.splitlines()) < 12
+    full = run_cli("schedule", "check", str(seed), "--model", "resnet20_cifar", "--per-epoch")
+    assert sum(" exp_finetuning_lr " in line for line in full.stdout.splitlines()) == 290
 
 
 def test_bad_schedule_is_a_located_error_and_writes_nothing(tmp_path) -> None:

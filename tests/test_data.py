@@ -8,7 +8,6 @@ import os
 import pickle
 import struct
 import tarfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -582,7 +581,7 @@ def test_cifar_problems(tmp_path: Path, cifar10_dir: Path) -> None:
 
     (root / "data_batch_2").write_bytes(pickle.dumps({b"data": Evil()}, protocol=2))
     msg = _error(cifar10_dir, cache_dir=tmp_path / "c")
-    assert "not a readable CIFAR python pickle" in msg and "refusing to load global" in msg
+    assert f"contains code edgeprune will not run: its pickle calls {os.system.__module__}.system" in msg
     _pickle(root / "data_batch_2", {b"data": np.zeros((2, 100), np.uint8), b"labels": [0, 1]})
     assert "expected a dict with b'data' a uint8 array of shape (n, 3072)" in _error(
         cifar10_dir, cache_dir=tmp_path / "c"
@@ -600,15 +599,19 @@ def test_ambiguous_archive(tmp_path: Path, cifar100_dir: Path, idx_arrays: dict)
 
 # -------------------------------------------------------------------------------- the real archive
 @pytest.mark.slow
+def _must_not_be_called(*args: object, **kwargs: object) -> None:
+    raise AssertionError("the archive was read again although its decoded split is cached")
+
+
 def test_real_cifar10_jpeg_archive(tmp_path: Path) -> None:
     if not REAL_ARCHIVE.exists():
         pytest.skip(f"{REAL_ARCHIVE} is absent (../shared/data holds the real CIFAR-10 JPEG archive)")
     ds = load_dataset(REAL_ARCHIVE, "test", cache_dir=tmp_path)
     assert ds.images.shape == (10000, 32, 32, 3) and ds.images.dtype == np.uint8
     assert ds.classes == CIFAR10_NAMES and np.bincount(ds.labels).tolist() == [1000] * 10
-    start = time.perf_counter()
-    again = load_dataset(REAL_ARCHIVE, "test", cache_dir=tmp_path)
-    assert time.perf_counter() - start < 1.0
+    with pytest.MonkeyPatch.context() as patch:  # a cache hit never opens the archive (no timing involved)
+        patch.setattr(loading, "read_archive", _must_not_be_called)
+        again = load_dataset(REAL_ARCHIVE, "test", cache_dir=tmp_path)
     np.testing.assert_array_equal(again.images, ds.images)
     mean, _ = channel_stats(ds)
     assert all(0.4 < m < 0.5 for m in mean)

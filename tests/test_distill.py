@@ -10,25 +10,18 @@ import torch
 
 from edgeprune.data import ImageDataset, channel_stats, load_dataset
 from edgeprune.demo.settings import DemoSettings
+from edgeprune.distillation import DistillConfig, distill_config
 from edgeprune.errors import CheckpointError, ConfigError
+from edgeprune.jobs.prune import prune_model
+from edgeprune.jobs.train import train_model
 from edgeprune.models import create_model
 from edgeprune.models.checkpoint import save_checkpoint
-from edgeprune.schedule.oneshot import prune_model
 from edgeprune.sweep.config import SweepError, load_sweep
 from edgeprune.sweep.job import TrialRequest
 from edgeprune.sweep.produce import produce
-from edgeprune.train import TrainConfig, Trainer
-from edgeprune.train.distill import (
-    Distillation,
-    DistillConfig,
-    combined_loss,
-    dense_parent,
-    distill_config,
-    distillation_loss,
-    load_teacher,
-)
-from edgeprune.train.run import train_model
-from edgeprune.train.seeding import seed_everything
+from edgeprune.training import TrainConfig, Trainer
+from edgeprune.training.distill import Distillation, combined_loss, dense_parent, distillation_loss, load_teacher
+from edgeprune.training.seeding import seed_everything
 
 from .conftest import run_cli
 from .test_sweep_config import TEMPLATE

@@ -15,13 +15,13 @@ import pytest
 import torch
 
 from edgeprune.errors import EdgepruneError
-from edgeprune.export.errors import ModelFileError, ParityError, ShapeError
-from edgeprune.export.job import export_model
-from edgeprune.export.modelfile import inspect_onnx
+from edgeprune.jobs.export import export_model
+from edgeprune.jobs.prune import prune_model
+from edgeprune.jobs.train import evaluate_model, train_model
 from edgeprune.models.checkpoint import load_checkpoint, model_from_checkpoint
-from edgeprune.schedule.oneshot import prune_model
-from edgeprune.train import TrainConfig
-from edgeprune.train.run import evaluate_model, train_model
+from edgeprune.runtime.errors import ModelFileError, ParityError, ShapeError
+from edgeprune.runtime.modelfile import inspect_onnx
+from edgeprune.training import TrainConfig
 
 from .conftest import REPO, run_cli, shared_file
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from edgeprune.analysis.summary import model_summary
 from edgeprune.errors import ConfigError, UnknownNameError
 from edgeprune.models import create_model, list_models
+from edgeprune.models.summary import model_summary
 
 # (weight_params, MACs) from Distiller's YAML headers / docs (reference §5.2).
 DISTILLER_COUNTS = {

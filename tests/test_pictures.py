@@ -18,8 +18,8 @@ from edgeprune.analysis.pictures import (
     structures,
 )
 from edgeprune.errors import ConfigError, UnknownNameError
+from edgeprune.jobs.prune import prune_model
 from edgeprune.models import create_model
-from edgeprune.schedule.oneshot import prune_model
 
 from .conftest import run_cli
 

@@ -10,9 +10,9 @@ import pytest
 import torch
 from torch import nn
 
-from edgeprune.analysis.sparsity import sparsity, sparsity_3d, sparsity_ch, sparsity_rows
 from edgeprune.errors import ConfigError, UnknownNameError
 from edgeprune.models import create_model
+from edgeprune.models.sparsity import sparsity, sparsity_3d, sparsity_ch, sparsity_rows
 from edgeprune.pruning.activations import (
     collect_activation_stats,
     collect_feature_maps,
@@ -20,14 +20,6 @@ from edgeprune.pruning.activations import (
     needs_feature_maps,
     resolve_activation_module,
 )
-from edgeprune.pruning.agp import (
-    ActivationAPoZRankedFilterPruner_AGP,
-    AutomatedGradualPruner,
-    BernoulliFilterPruner_AGP,
-    L1RankedStructureParameterPruner_AGP,
-    agp_target_sparsity,
-)
-from edgeprune.pruning.criteria import filters_norm, l2_norm
 from edgeprune.pruning.masks import ParameterMasker, create_model_masks_dict
 from edgeprune.pruning.pruners import (
     ActivationAPoZRankedFilterPruner,
@@ -50,6 +42,13 @@ from edgeprune.pruning.pruners import (
     StructureParameterPruner,
     TaylorFOFilterPruner,
     following_batchnorm,
+)
+from edgeprune.pruning.pruners.agp import (
+    ActivationAPoZRankedFilterPruner_AGP,
+    AutomatedGradualPruner,
+    BernoulliFilterPruner_AGP,
+    L1RankedStructureParameterPruner_AGP,
+    agp_target_sparsity,
 )
 from edgeprune.pruning.registry import PRUNERS
 
@@ -111,14 +110,18 @@ def test_ranked_filter_pruning(model: nn.Module, ratio: float, prefix: str) -> N
     assert sparsity_3d(w) == expected
 
 
-def test_ranked_filter_pruning_prunes_the_weakest_and_only_owned(model: nn.Module) -> None:
-    masks = create_model_masks_dict(model)
-    pruner = L2RankedStructureParameterPruner("p", "Filters", 0.6, ["layer2.0.conv1.weight"])
-    run_policy(pruner, model, masks, meta_for(model))
-    w = param(model, "layer2.0.conv1.weight")
-    weakest = torch.argsort(filters_norm(w.detach(), l2_norm, length_normalized=True))[:19].tolist()
-    assert sorted(pruned_filters(masks["layer2.0.conv1.weight"].mask)) == sorted(weakest)  # 32 @0.6 -> 19
-    assert [n for n, m in masks.items() if m.mask is not None] == ["layer2.0.conv1.weight"]
+@pytest.mark.parametrize(("cls", "pruned"), [(L1RankedStructureParameterPruner, [0, 2, 3]),
+                                             (L2RankedStructureParameterPruner, [1, 2, 3])])
+def test_ranked_filter_pruning_prunes_the_weakest_and_only_owned(cls: type, pruned: list[int]) -> None:
+    """Filters [3,0], [2,2], [1,1], [2.5,0]: by L1 (3, 4, 2, 2.5) f1 is strongest, by L2 (3, 2.83, 1.41, 2.5)
+    f0 is; 4 @0.75 -> 3 pruned (worked out by hand)."""
+    net = nn.Sequential(nn.Conv2d(1, 4, (2, 1), bias=False), nn.Conv2d(4, 2, 1, bias=False))
+    with torch.no_grad():
+        net[0].weight.copy_(torch.tensor([[3.0, 0.0], [2.0, 2.0], [1.0, 1.0], [2.5, 0.0]]).view(4, 1, 2, 1))
+    masks = create_model_masks_dict(net)
+    run_policy(cls("p", "Filters", 0.75, ["0.weight"]), net, masks, meta_for(net))
+    assert pruned_filters(masks["0.weight"].mask) == pruned
+    assert [n for n, m in masks.items() if m.mask is not None] == ["0.weight"]
 
 
 def test_too_small_fraction_leaves_the_mask_alone(model: nn.Module) -> None:
@@ -308,9 +311,12 @@ def test_leader_group_shares_the_leaders_map(model: nn.Module) -> None:
     masks = create_model_masks_dict(model)
     pruner = L1RankedStructureParameterPruner("group", "Filters", 0.5, [f"module.{n}" for n in STREAM],
                                               group_dependency="Leader")
+    order = [5, 12, 0, 9, 14, 3, 7, 1, 10, 15, 2, 8, 4, 13, 11, 6]  # filter order[k] gets the k-th smallest norm
+    with torch.no_grad():
+        leader = param(model, STREAM[0])
+        leader[order] = leader[order].sign() * torch.arange(1.0, 17.0).view(-1, 1, 1, 1)  # |w| = rank everywhere
     run_policy(pruner, model, masks, meta_for(model))
-    leader_mags = filters_norm(param(model, STREAM[0]).detach(), length_normalized=True)
-    expected = sorted(torch.argsort(leader_mags)[:8].tolist())
+    expected = sorted(order[:8])
     for name in STREAM:
         assert pruned_filters(masks[name].mask) == expected
     # The map is cached per target (Distiller): new weights with the same target do not re-rank.

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from edgeprune.analysis.sparsity import sparsity, sparsity_rows
 from edgeprune.errors import ConfigError
+from edgeprune.models.sparsity import sparsity, sparsity_rows
 from edgeprune.pruning.activations import (
     activation_channels_apoz,
     activation_channels_l1,
@@ -115,6 +115,24 @@ def test_length_normalised_magnitudes_rank_channels_and_linear_columns() -> None
     assert rank_and_prune_channels(0.5, param).tolist() == [0.0, 1.0]
     # L2 ranking of filters: means are not sums; normalisation by 8 elements does not change the order.
     assert rank_structures(param, "Filters", 0.34, l2_norm).tolist() == [0.0, 1.0, 1.0]
+
+
+# Four 2-element filters whose order differs between L1 and L2 (by hand):
+#   f0 = [3, 0]    L1 3.0  L2 3.000
+#   f1 = [2, 2]    L1 4.0  L2 2.828
+#   f2 = [1, 1]    L1 2.0  L2 1.414
+#   f3 = [2.5, 0]  L1 2.5  L2 2.500
+# L1 ascending: f2 < f3 < f0 < f1; L2 ascending: f2 < f3 < f1 < f0. Pruning 3 of 4 keeps f1 (L1), f0 (L2).
+L1_L2_FILTERS = torch.tensor([[3.0, 0.0], [2.0, 2.0], [1.0, 1.0], [2.5, 0.0]]).view(4, 1, 2, 1)
+
+
+@pytest.mark.parametrize(("norm", "kept"), [(l1_norm, 1), (l2_norm, 0)])
+def test_l1_and_l2_rank_filters_differently_as_computed_by_hand(norm, kept: int) -> None:
+    expected = [0.0] * 4
+    expected[kept] = 1.0
+    assert rank_structures(L1_L2_FILTERS, "Filters", 0.75, norm).tolist() == expected
+    # at 50 % both prune f2 and f3, the two weakest in either norm
+    assert rank_structures(L1_L2_FILTERS, "Filters", 0.5, norm).tolist() == [1.0, 1.0, 0.0, 0.0]
 
 
 def test_row_pruning_zeroes_input_columns() -> None:

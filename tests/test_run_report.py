@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from edgeprune.report.run_report import report_rows
-from edgeprune.schedule.oneshot import prune_model
-from edgeprune.train import TrainConfig
-from edgeprune.train.run import evaluate_model, train_model
+from edgeprune.analysis.run_report import report_rows
+from edgeprune.jobs.prune import prune_model
+from edgeprune.jobs.train import evaluate_model, train_model
+from edgeprune.training import TrainConfig
 
 from .conftest import REPO, run_cli
 
@@ -82,6 +82,7 @@ def test_report_has_before_after_pruning_and_every_epoch(tmp_path, trained) -> N
     printed = run_cli("report", str(run), cwd=REPO)
     assert printed.returncode == 0, printed.stderr
     assert "before pruning" in printed.stdout and f"{after.metrics['top1']:.2f}" in printed.stdout
+    assert json.loads(run_cli("report", str(run), "--json").stdout) == report
 
 
 def test_resumed_run_keeps_its_before_and_after_numbers(tmp_path, trained) -> None:

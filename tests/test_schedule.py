@@ -14,12 +14,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from edgeprune.analysis.summary import model_summary
 from edgeprune.models import create_model
+from edgeprune.models.summary import model_summary
 from edgeprune.schedule.config import ScheduleError, ScheduleWarning, load_schedule, parse_schedule
 from edgeprune.schedule.policies import LRPolicy, PruningPolicy
 from edgeprune.schedule.scheduler import CompressionScheduler
-from edgeprune.schedule.timeline import timeline, timeline_table
+from edgeprune.schedule.timeline import timeline, timeline_runs, timeline_table
 
 SEED = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "seed-schedule.yaml"
 
@@ -469,7 +469,46 @@ def test_timeline_lists_firings_in_scheduler_order_with_agp_targets() -> None:
     epoch0 = [(r.kind, r.instance) for r in rows if r.epoch == 0]
     assert epoch0 == [("pruner", "agp"), ("pruner", "sens"), ("lr_scheduler", "steps")]
     assert max(r.epoch for r in timeline(parse_schedule(text), simplenet(), epochs=3)) == 2
-    assert timeline_table(rows).row_count == len(rows)
+    assert timeline_table(rows, per_epoch=True).row_count == len(rows)
+    runs = timeline_runs(rows)
+    assert [(r.first.instance, r.epochs_text, r.agp_text) for r in runs if r.first.instance == "agp"] == [
+        ("agp", "0–28, every 2nd epoch", "0.1000 → 0.5000")]
+    assert timeline_table(rows).row_count == len(runs) < len(rows)
+
+
+SEED_LIKE = """\
+pruners:
+  p:
+    class: L1RankedStructureParameterPruner
+    group_type: Filters
+    desired_sparsity: 0.9
+    weights: [module.conv2.weight]
+lr_schedulers:
+  exp:
+    class: ExponentialLR
+    gamma: 0.95
+policies:
+  - pruner:
+      instance_name: p
+    epochs: [0]
+  - lr_scheduler:
+      instance_name: exp
+    starting_epoch: 10
+    ending_epoch: 300
+    frequency: 1
+  - pruner:
+      instance_name: p
+    epochs: [3, 7, 20, 22]
+"""
+
+
+def test_timeline_summarises_a_policy_firing_every_epoch_as_one_range() -> None:
+    """The founding example's ExponentialLR from epoch 10 to 300 was 290 table rows before anything else."""
+    rows = timeline(parse_schedule(SEED_LIKE), simplenet())
+    assert len(rows) == 1 + 290 + 4
+    runs = [(r.first.policy, r.epochs_text) for r in timeline_runs(rows)]
+    assert runs == [(0, "0"), (2, "3, 7"), (1, "10–299, every epoch"), (2, "20, 22")]
+    assert timeline_table(rows).row_count == 4 and timeline_table(rows, per_epoch=True).row_count == len(rows)
 
 
 # ----------------------------------------------------------------------------------------------- bad input

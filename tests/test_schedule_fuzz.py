@@ -3,6 +3,8 @@
 Valid schedules are mutated (keys dropped or renamed, values replaced by random ones of any type,
 sections deleted, lines of the YAML text deleted or re-indented); anything other than an
 :class:`~edgeprune.errors.EdgepruneError` escaping from parsing, building or the first epoch is a bug.
+The real schedule and sweep files of the repository are also mutated byte by byte (control characters,
+broken UTF-8, stray brackets): reading them gives a located ConfigError or a valid document, nothing else.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import copy
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -17,10 +20,16 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edgeprune.errors import EdgepruneError
+from edgeprune.errors import ConfigError, EdgepruneError
 from edgeprune.models import create_model
-from edgeprune.schedule.config import ScheduleError, parse_schedule
+from edgeprune.schedule.config import ScheduleError, load_schedule, parse_schedule
 from edgeprune.schedule.scheduler import CompressionScheduler
+from edgeprune.sweep.config import load_sweep
+
+REPO = Path(__file__).resolve().parents[1]
+SCHEDULE_FILES = sorted([*(REPO / "examples" / "schedules").glob("*.yaml"),
+                         *(REPO / "examples" / "cifar10_resnet20").glob("*.yaml")])
+SWEEP_FILES = sorted((REPO / "examples" / "sweeps").glob("*.yaml"))
 
 
 def policy(kind: str, name: str, **timing: Any) -> dict[str, Any]:
@@ -144,3 +153,63 @@ def test_the_unmutated_bases_run() -> None:
         model = create_model("simplenet_cifar")
         sched = CompressionScheduler(model, parse_schedule(yaml.safe_dump(base, sort_keys=False), "fuzz.yaml"))
         sched.apply_epoch_zero(torch.optim.SGD(model.parameters(), lr=0.1))
+
+
+@st.composite
+def byte_mutations(draw: st.DrawFn) -> tuple[Path, bytes]:
+    """A real schedule or sweep file with one to three bytes replaced, inserted or deleted."""
+    path = draw(st.sampled_from([*SCHEDULE_FILES, *SWEEP_FILES]))
+    data = bytearray(path.read_bytes())
+    for _ in range(draw(st.integers(1, 3))):
+        at = draw(st.integers(0, len(data) - 1))
+        op = draw(st.sampled_from(["replace", "insert", "delete"]))
+        if op == "delete":
+            del data[at]
+        else:
+            byte = draw(st.one_of(st.integers(0, 0x1F), st.integers(0x7F, 0xFF), st.sampled_from(b"[]{}:-&*!|>#%@`")))
+            data[at:at + (op == "replace")] = bytes([byte])
+    return path, bytes(data)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(byte_mutations())
+def test_any_byte_mutation_of_a_real_file_is_a_located_config_error(tmp_path_factory, mutation) -> None:
+    original, data = mutation
+    path = tmp_path_factory.mktemp("mutated") / original.name
+    path.write_bytes(data)
+    load = load_sweep if original in SWEEP_FILES else load_schedule
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            load(path)
+    except ConfigError as exc:
+        assert str(exc).startswith(str(path)), str(exc)
+
+
+def test_a_control_character_is_located_at_its_line_and_column(tmp_path: Path) -> None:
+    """Byte 0x07 once escaped as a ``yaml.reader.ReaderError`` traceback from prune, train, check and sweep."""
+    text = SCHEDULE_FILES[0].read_text(encoding="utf-8").splitlines(keepends=True)
+    line = next(i for i, t in enumerate(text) if "class:" in t)
+    column = text[line].index("class:") + 3
+    text[line] = text[line][: column - 1] + "\x07" + text[line][column - 1:]
+    for name, load in (("s.yaml", load_schedule), ("sweep.yaml", load_sweep)):
+        (tmp_path / name).write_text("".join(text), encoding="utf-8")
+        try:
+            load(tmp_path / name)
+        except ConfigError as exc:
+            assert exc.message.startswith(f"{tmp_path / name}:{line + 1}:{column}: invalid YAML: unacceptable "
+                                          "character #x0007"), exc.message
+        else:
+            raise AssertionError("a control character was accepted")
+
+
+def test_values_their_yaml_tag_cannot_hold_are_located() -> None:
+    for text, message in (("policies: !!int abc\n", "fuzz.yaml:1:11: invalid YAML: 'abc' is not a valid int"),
+                          ("policies: !!bool 7\n", "fuzz.yaml:1:11: invalid YAML: '7' is not a valid bool"),
+                          ("policies: " + "[" * 3000 + "\n", "fuzz.yaml: invalid YAML: brackets or indentation")):
+        try:
+            parse_schedule(text, "fuzz.yaml")
+        except ScheduleError as exc:
+            assert exc.message.startswith(message), exc.message
+        else:
+            raise AssertionError(f"{text[:20]!r} was accepted")

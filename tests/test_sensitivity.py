@@ -16,15 +16,15 @@ from edgeprune.analysis.sensitivity import (
     check_group,
     parse_sparsities,
     read_sensitivity_csv,
-    run_sensitivity,
     sensitivity_csv,
     sensitivity_weights,
 )
 from edgeprune.errors import ConfigError, UnknownNameError
+from edgeprune.jobs.sensitivity import run_sensitivity
+from edgeprune.jobs.train import evaluate_model
 from edgeprune.pruning.masks import ParameterMasker
 from edgeprune.pruning.pruners import L1RankedStructureParameterPruner
-from edgeprune.train.metrics import evaluate
-from edgeprune.train.run import evaluate_model
+from edgeprune.training.metrics import evaluate
 
 from .conftest import REPO, run_cli, shared_file
 from .tiny_nets import tiny_resnet

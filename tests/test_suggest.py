@@ -9,14 +9,7 @@ from pathlib import Path
 import pytest
 
 from edgeprune.analysis.sensitivity import parse_sparsities, write_sensitivity_csv
-from edgeprune.analysis.summary import model_summary
-from edgeprune.errors import ConfigError, UnknownNameError
-from edgeprune.models import create_model
-from edgeprune.models.checkpoint import load_checkpoint, model_from_checkpoint
-from edgeprune.pruning.dependency import channel_graph
-from edgeprune.schedule.config import parse_schedule
-from edgeprune.schedule.oneshot import prune_model
-from edgeprune.schedule.suggest import (
+from edgeprune.analysis.suggest import (
     LayerPlan,
     Level,
     cheapest,
@@ -25,8 +18,15 @@ from edgeprune.schedule.suggest import (
     prunable_filters,
     suggest_schedule,
 )
-from edgeprune.train import TrainConfig
-from edgeprune.train.run import train_model
+from edgeprune.errors import ConfigError, UnknownNameError
+from edgeprune.jobs.prune import prune_model
+from edgeprune.jobs.train import train_model
+from edgeprune.models import create_model
+from edgeprune.models.checkpoint import load_checkpoint, model_from_checkpoint
+from edgeprune.models.summary import model_summary
+from edgeprune.pruning.dependency import channel_graph
+from edgeprune.schedule.config import parse_schedule
+from edgeprune.training import TrainConfig
 
 from .conftest import REPO, run_cli
 
@@ -189,6 +189,12 @@ def test_suggested_schedule_trains_unchanged_and_writes_the_report(tmp_path) -> 
                      "-o", str(tmp_path / "s.yaml"), cwd=REPO)
     assert result.returncode == 0, result.stderr
     assert "block.conv_a.weight" in result.stdout and "conv2.weight" in result.stdout
+    as_json = json.loads(run_cli("schedule", "suggest", str(csv), "--model", "tests.tiny_nets:tiny_resnet",
+                                 "--max-drop", "1", "-o", str(tmp_path / "j.yaml"), "--json", cwd=REPO).stdout)
+    chosen = {c["weight"]: c for c in as_json["chosen"]}
+    assert (chosen["block.conv_a.weight"]["pruned"], chosen["conv2.weight"]["pruned"]) == (4, 2)
+    assert as_json["summed_drop"] == pytest.approx(sum(max(c["top1_drop"], 0) for c in chosen.values()))
+    assert as_json["schedule"] == str(tmp_path / "j.yaml") and (tmp_path / "j.yaml").is_file()
     cfg = TrainConfig(epochs=1, batch_size=64, lr=0.05, device="cpu", progress=False)
     _, loaded = train_model("tests.tiny_nets:tiny_resnet", "digits", tmp_path / "run", cfg,
                             schedule=tmp_path / "s.yaml")

@@ -8,10 +8,11 @@ import pytest
 import torch
 from torch import nn
 
-from edgeprune.analysis import sparsity as sp
-from edgeprune.analysis.summary import model_summary
 from edgeprune.errors import ConfigError
 from edgeprune.models import create_model
+from edgeprune.models import sparsity as sp
+from edgeprune.models.checkpoint import save_checkpoint
+from edgeprune.models.summary import model_summary
 
 from .conftest import run_cli
 
@@ -69,9 +70,27 @@ def test_cli_summary_json() -> None:
     assert (d["arch"], d["weight_params"], d["macs"]) == ("resnet56_cifar", 851_504, 125_747_840)
     assert d["params"] == sum(p.numel() for p in create_model("resnet56_cifar").parameters())
     first = d["layers"][0]
-    assert first == {"name": "conv1", "type": "Conv2d", "weight_shape": [16, 3, 3, 3], "ifm": [1, 3, 32, 32],
-                     "ofm": [1, 16, 32, 32], "macs": 442_368, "weight_params": 432}
+    assert first == {"name": "conv1", "type": "Conv2d", "attrs": "k=(3, 3)", "weight_shape": [16, 3, 3, 3],
+                     "ifm": [1, 3, 32, 32], "ofm": [1, 16, 32, 32], "macs": 442_368, "weight_params": 432}
     assert sum(layer["macs"] for layer in d["layers"]) == d["macs"]
+    assert "sparsity" not in d
+
+
+def test_cli_summary_sparsity_json_has_the_sparsity_table(tmp_path) -> None:
+    """``--sparsity --json`` once printed the summary without any sparsity."""
+    model = create_model("resnet20_cifar")
+    with torch.no_grad():
+        model.layer1[0].conv1.weight[:4] = 0  # 4 of 16 filters: 576 of 2,304 weights
+    save_checkpoint(tmp_path / "p.pth", model, arch="resnet20_cifar")
+    result = run_cli("summary", str(tmp_path / "p.pth"), "--sparsity", "--json")
+    assert result.returncode == 0, result.stderr
+    sparsity = json.loads(result.stdout)["sparsity"]
+    rows = {row["name"]: row for row in sparsity["weights"]}
+    assert len(rows) == 22 and rows["layer1.0.conv1.weight"]["shape"] == [16, 16, 3, 3]
+    assert rows["layer1.0.conv1.weight"]["nnz_sparse"] == 12 * 16 * 9
+    assert rows["layer1.0.conv1.weight"]["k3d_pct"] == pytest.approx(25.0)
+    assert rows["layer1.0.conv2.weight"]["fine_pct"] == 0.0
+    assert sparsity["total"] == pytest.approx(100 * 4 * 144 / 270_896)
 
 
 def test_cli_unknown_model_is_one_clear_error() -> None:

@@ -48,7 +48,8 @@ def test_one_real_trial_records_every_metric_and_artifact(tmp_path: Path) -> Non
     result = run_cli("sweep", str(small_sweep(tmp_path)), "-o", str(run_dir), "--trials", "1", timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"{STUDY}: 1 complete (this run's limit of 1 trials reached)" in result.stdout
-    assert f"status: edgeprune sweep status {run_dir}" in result.stdout
+    assert f"status: edgeprune status {run_dir}" in result.stdout
+    assert f"live view: edgeprune dashboard {run_dir}\n" in result.stderr  # printed before the agents start
     assert "trial 0 started: sparsity.layer1=" in result.stderr and "trial 0 done: top1 " in result.stderr
     [trial] = [t for t in trials_of(run_dir) if t.state == TrialState.COMPLETE]
     metrics = trial.user_attrs["metrics"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -75,6 +76,14 @@ def test_report_is_one_offline_html_file(tmp_path: Path) -> None:
     assert len(done) == 4 and all(f"<td>{1.0 / ms:.2f}×</td>" in page for ms in done)  # dense 1.0 ms / trial's
     assert {p.name for p in (tmp_path / "out").glob("*.png")} == {
         "report-pareto.png", "report-parallel.png", "report-importance.png", "report-history.png"}
+
+
+def test_sweep_status_json_is_the_printed_table_as_data(tmp_path: Path) -> None:
+    make_study(tmp_path)
+    printed = run_cli("sweep", "status", str(tmp_path))
+    status = json.loads(run_cli("sweep", "status", str(tmp_path), "--json").stdout)
+    assert status["study"] == "report-demo" and status["counts"] == {"complete": 4, "fail": 1, "pruned": 1}
+    assert status["best"] and all(f"{row['trial']}" in printed.stdout for row in status["best"])
 
 
 def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:

@@ -11,10 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from edgeprune.analysis.summary import model_summary
 from edgeprune.errors import ConfigError
 from edgeprune.models import create_model
 from edgeprune.models.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from edgeprune.models.summary import model_summary
 from edgeprune.pruning.masks import MasksDict, create_model_masks_dict
 from edgeprune.pruning.remover import ChannelRemover, FilterRemover, StructureRemover
 from edgeprune.pruning.thinning import ThinningError, contract_model, remove_channels, remove_filters
@@ -291,23 +291,43 @@ STREAM1_PRODUCERS = ["conv1", "layer1.0.conv2", "layer1.1.conv2", "layer1.2.conv
 STREAM1_CONSUMERS = ["layer1.0.conv1", "layer1.1.conv1", "layer1.2.conv1", "layer2.0.conv1", "layer2.0.downsample.0"]
 
 
-def test_residual_filters_with_different_zero_sets_raise_and_suggest_leader() -> None:
+def test_residual_filters_pruned_apart_raise_and_suggest_leader() -> None:
+    """Every conv feeding layer1's stream lost two filters, not the same ones: Distiller removed each set and
+    misaligned the residual add; edgeprune refuses and names the Leader group."""
     model = create_model("resnet20_cifar")
     masks = create_model_masks_dict(model)
-    zero_filters(model, masks, "layer1.0.conv2", [1, 2])  # Distiller issue #304
+    for i, layer in enumerate(STREAM1_PRODUCERS):
+        zero_filters(model, masks, layer, [1, 2 + i])
 
     with pytest.raises(ThinningError) as info:
         remove_filters(model, masks)
 
     text = str(info.value)
-    assert "conv1 (16 of 16 kept)" in text and "layer1.0.conv2 (14 of 16 kept)" in text
+    assert "conv1 (14 of 16 kept)" in text and "layer1.0.conv2 (14 of 16 kept)" in text
     assert "group_dependency: Leader" in text
     assert "weights: [conv1.weight, layer1.0.conv2.weight, layer1.1.conv2.weight, layer1.2.conv2.weight]" in text
     assert model.layer1[0].conv2.weight.shape == (16, 16, 3, 3)
 
-    record = remove_filters(model, masks, auto_group=True)  # nothing is zero in all four
-    assert not record.changed and "auto_group" in record.notes[0]
-    assert model.conv1.out_channels == 16
+    record = remove_filters(model, masks, auto_group=True)  # only filter 1 is zero in all four
+    assert "auto_group" in record.notes[0]
+    assert all(modules(model)[name].out_channels == 15 for name in STREAM1_PRODUCERS)
+    assert all(modules(model)[name].in_channels == 15 for name in STREAM1_CONSUMERS)
+
+
+def test_zero_filters_of_one_residual_producer_stay_in_place_with_a_note() -> None:
+    """Distiller issue #304: only layer1.0.conv2 has zero filters. Removing them would cut the same channels
+    of conv1, layer1.1.conv2 and layer1.2.conv2, which are live (Distiller broke the add): they stay zero."""
+    model = create_model("resnet20_cifar")
+    masks = create_model_masks_dict(model)
+    zero_filters(model, masks, "layer1.0.conv2", [1, 2])
+    x = torch.randn(2, 3, 32, 32)
+    before = outputs(model, x)
+
+    record = remove_filters(model, masks)
+
+    assert not record.changed and model.layer1[0].conv2.weight.shape == (16, 16, 3, 3)
+    assert "kept 2 zero filters in place" in record.notes[0] and "layer1.0.conv2 (14 of 16 kept)" in record.notes[0]
+    torch.testing.assert_close(outputs(model, x), before, rtol=0, atol=0)
 
     for layer in STREAM1_PRODUCERS:  # what a Leader group produces: the same zero filters everywhere
         zero_filters(model, masks, layer, [1, 2])
@@ -333,17 +353,13 @@ def test_residual_filters_auto_group_removes_the_intersection() -> None:
     train_step(model, sgd(model), (3, 32, 32))
 
 
-def test_resnet20_channels_of_one_residual_reader_raise_but_all_readers_thin() -> None:
-    """§8.2 item 2: Distiller thinned the stem to 15 and broke the residual add; edgeprune refuses or aligns."""
+def test_resnet20_channels_of_one_residual_reader_stay_but_all_readers_thin() -> None:
+    """§8.2 item 2: Distiller thinned the stem to 15 and broke the residual add; edgeprune keeps the channel."""
     model = create_model("resnet20_cifar")
     masks = create_model_masks_dict(model)
     zero_channels(model, masks, "layer1.0.conv1", [3])
-    with pytest.raises(ThinningError) as info:
-        remove_channels(model, masks)
-    text = str(info.value)
-    assert "layer1.0.conv1 (15 of 16 kept)" in text
-    assert f"weights: [{', '.join(f'{n}.weight' for n in STREAM1_CONSUMERS)}]" in text
-    assert not remove_channels(model, masks, auto_group=True).changed
+    record = remove_channels(model, masks)
+    assert not record.changed and "layer1.0.conv1 (15 of 16 kept)" in record.notes[0]
 
     for layer in STREAM1_CONSUMERS[1:]:
         zero_channels(model, masks, layer, [3])
@@ -353,6 +369,19 @@ def test_resnet20_channels_of_one_residual_reader_raise_but_all_readers_thin() -
     assert m["conv1"].out_channels == 15 and all(m[n].out_channels == 15 for n in STREAM1_PRODUCERS)
     assert all(m[n].in_channels == 15 for n in STREAM1_CONSUMERS)
     train_step(model, sgd(model), (3, 32, 32))
+
+
+def test_resnet20_channels_pruned_apart_in_every_reader_raise() -> None:
+    model = create_model("resnet20_cifar")
+    masks = create_model_masks_dict(model)
+    for i, layer in enumerate(STREAM1_CONSUMERS):
+        zero_channels(model, masks, layer, [3 + i])
+    with pytest.raises(ThinningError) as info:
+        remove_channels(model, masks)
+    text = str(info.value)
+    assert "layer1.0.conv1 (15 of 16 kept)" in text
+    assert f"weights: [{', '.join(f'{n}.weight' for n in STREAM1_CONSUMERS)}]" in text
+    assert not remove_channels(model, masks, auto_group=True).changed
 
 
 def test_resnet56_leader_channel_example() -> None:

@@ -11,7 +11,7 @@ thins, before any retraining (``edgeprune prune --epochs all``): for a gradual (
 network its last pruning epoch leaves, without the training in between. Latency: every network (the dense
 one included) is exported to ONNX (parity-checked on CIFAR-10 test images) and an FP32 OpenVINO IR, and
 measured on OpenVINO CPU, batch 1, interleaved over repeats; the speed-up is the median of paired ratios
-(:mod:`edgeprune.bench.compare`). Writes ``results.json``, ``RESULTS.md`` and copies the run reports'
+(:mod:`edgeprune.jobs.compare`). Writes ``results.json``, ``RESULTS.md`` and copies the run reports'
 accuracy plots, the sensitivity analysis and the suggested schedule into ``OUT/results/``.
 """
 
@@ -24,18 +24,18 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from edgeprune.analysis.summary import model_summary
-from edgeprune.bench.compare import measure_interleaved, speedup_row
-from edgeprune.bench.environment import environment
-from edgeprune.bench.protocol import Protocol
-from edgeprune.export.job import export_model
+from edgeprune.analysis import run_report
+from edgeprune.analysis.run_report import load_run_report
+from edgeprune.jobs.compare import measure_interleaved, speedup_row
+from edgeprune.jobs.export import export_model
+from edgeprune.jobs.prune import prune_model
+from edgeprune.jobs.train import evaluate_model
+from edgeprune.measurement.environment import environment
+from edgeprune.measurement.protocol import Protocol
 from edgeprune.models.checkpoint import load_checkpoint
 from edgeprune.models.resolve import resolve_model
-from edgeprune.report import run_report
-from edgeprune.report.run_report import load_run_report
-from edgeprune.schedule.oneshot import prune_model
-from edgeprune.train.distill import total_cost
-from edgeprune.train.run import evaluate_model
+from edgeprune.models.summary import model_summary
+from edgeprune.training.distill import total_cost
 
 RUNS = {"agp": "Distiller resnet20_filters.schedule_agp", "agp4": "Distiller resnet20_filters.schedule_agp_4 (Leader)",
         "suggested": "suggested from the sensitivity analysis"}

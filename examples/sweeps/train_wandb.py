@@ -7,7 +7,7 @@
 import wandb
 
 import edgeprune as ep
-from edgeprune.train.hooks import TrainingHooks
+from edgeprune.training.hooks import TrainingHooks
 
 run = wandb.init()
 cfg = wandb.config

@@ -22,6 +22,13 @@ class EdgepruneError(Exception):
         super().__init__(message if hint is None else f"{message}\n{hint}")
 
 
+def add_hint(exc: EdgepruneError, text: str) -> EdgepruneError:
+    """``exc`` with ``text`` appended to its hint, for a caller that knows more (e.g. where work was saved)."""
+    exc.hint = f"{exc.hint}\n{text}" if exc.hint else text
+    exc.args = (f"{exc.message}\n{exc.hint}",)
+    return exc
+
+
 class UnknownNameError(EdgepruneError, KeyError):
     """A name (architecture, class, layer, ...) that is not known; suggests the closest matches."""
 

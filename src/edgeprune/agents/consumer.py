@@ -39,15 +39,16 @@ from edgeprune.agents.artifacts import ArtifactStore, StoreResolver, get_artifac
 from edgeprune.agents.baseline import measure_baseline, needs_latency
 from edgeprune.agents.janitor import janitor_pass
 from edgeprune.agents.messages import AgentJob
-from edgeprune.agents.producer import default_name
-from edgeprune.agents.queue import DEFAULT_DIR, Delivery, JobQueue, QueueUnavailableError, safe_name
+from edgeprune.agents.queue import DEFAULT_DIR, Delivery, JobQueue, QueueUnavailableError, default_name, safe_name
 from edgeprune.agents.sweeps import SweepStudies
 from edgeprune.agents.ticker import every
 from edgeprune.agents.trials import finish_once, is_finished
 from edgeprune.errors import EdgepruneError
+from edgeprune.runtime.errors import UnreadableModelError
 from edgeprune.sweep.config import BenchmarkSettings
 from edgeprune.sweep.engine import SweepStudy
-from edgeprune.sweep.produce import JOB_FILE
+from edgeprune.sweep.job import JOB_FILE
+from edgeprune.sweep.measure import measure_and_tell
 
 BLOCK_S = 1.0
 SWEEPS_REFRESH_S = 5.0
@@ -208,6 +209,9 @@ class Consumer:
             if not isinstance(exc, EdgepruneError):
                 traceback.print_exc()
             reason = exc.message if isinstance(exc, EdgepruneError) else f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, UnreadableModelError):  # no retry on this runtime can read it
+                return self._dead(delivery, study, number, f"this consumer cannot read the artifact: {reason} "
+                                                           f"{exc.hint}")
             if delivery.deliveries >= self.max_deliveries:
                 return self._dead(delivery, study, number, reason)
             self.queue.release(delivery, reason, self.retry_delay_s)
@@ -220,8 +224,6 @@ class Consumer:
 
     def _measure(self, study: SweepStudy, message: AgentJob, delivery: Delivery) -> bool:
         """Fetch, verify, benchmark and tell; False when another consumer told the trial first."""
-        from edgeprune.sweep.measure import measure_and_tell
-
         sweep, number = message.sweep, message.trial_number
         local = self.work_dir / "measured" / safe_name(sweep) / f"{number:04d}"
         suffix = Path(message.job.artifact).suffix

@@ -39,7 +39,13 @@ from typing import Any
 
 from rich.console import Console
 
-from edgeprune.agents.queue import JobQueue
+from edgeprune.agents.artifacts import DirectoryStore
+from edgeprune.agents.producer import publish_baseline
+from edgeprune.agents.queue import JobQueue, get_queue
+from edgeprune.agents.sweeps import resolve_sweep
+from edgeprune.runtime.devices import available_cpus
+from edgeprune.sweep.engine import SweepStudy
+from edgeprune.sweep.prepare import preflight, prepare_base
 from edgeprune.sweep.progress import (
     StudyWatcher,
     SweepResult,
@@ -47,9 +53,11 @@ from edgeprune.sweep.progress import (
     planned,
     progress_bar,
     sigterm_as_interrupt,
+    state_counts,
     status_line,
 )
 from edgeprune.sweep.storage import default_url
+from edgeprune.tracking import make_trackers
 
 POLL_S = 1.0
 DRAIN_GRACE_S = 15.0  # the consumer normally notices within seconds that it is done
@@ -92,15 +100,6 @@ def run_local(sweep_file: str | Path, run_dir: str | Path, *, producers: int = 1
     measure while producers train (throughput over clean latencies, as benchmarks/scaleout.py wants)."""
     import optuna
 
-    from edgeprune.agents.artifacts import DirectoryStore
-    from edgeprune.agents.baseline import publish_baseline
-    from edgeprune.agents.queue import get_queue
-    from edgeprune.agents.sweeps import resolve_sweep
-    from edgeprune.bench.devices import available_cpus
-    from edgeprune.sweep.engine import SweepStudy
-    from edgeprune.sweep.prepare import preflight, prepare_base
-    from edgeprune.sweep.progress import state_counts
-    from edgeprune.tracking import make_trackers
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     console = console or Console(stderr=True)

@@ -22,7 +22,6 @@ and be retried). ``stop_at`` caps the trials of the whole study for this run, be
 
 from __future__ import annotations
 
-import os
 import socket
 import time
 import traceback
@@ -34,24 +33,33 @@ from optuna.trial import Trial, TrialState
 from rich.console import Console
 
 from edgeprune.agents.artifacts import ArtifactStore
-from edgeprune.agents.baseline import publish_baseline
+from edgeprune.agents.baseline import ARTIFACT_ATTR, BASELINE_ATTR
 from edgeprune.agents.janitor import janitor_pass
 from edgeprune.agents.messages import QUEUED_ATTR, AgentJob
-from edgeprune.agents.queue import DEFAULT_DIR, JobQueue, QueueUnavailableError, safe_name
+from edgeprune.agents.queue import DEFAULT_DIR, JobQueue, QueueUnavailableError, default_name, safe_name
 from edgeprune.agents.ticker import every
 from edgeprune.agents.trials import finish_once
 from edgeprune.errors import EdgepruneError
+from edgeprune.runtime.devices import available_cpus
 from edgeprune.sweep.config import SweepConfig
 from edgeprune.sweep.engine import LEASE_S, MAX_INITIAL_FAILURES, AskedTrial, SweepStudy, make_sampler
 from edgeprune.sweep.job import TrialJob, TrialRequest
+from edgeprune.sweep.prepare import dense_reference, preflight, prepare_base
+from edgeprune.sweep.produce import EpochRecorder, produce
 
 POLL_S = 2.0
 RETRY_S = 5.0
 
 
-def default_name() -> str:
-    """``host:pid``: unique among the agents of a machine, and the owner the sweep writes into a trial's lease."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+def publish_baseline(study: SweepStudy, base: str, store: ArtifactStore, out_dir: Path) -> bool:
+    """Record the dense model's accuracy and size and store its ONNX file, unless the study has them already."""
+    if ARTIFACT_ATTR in study.study.user_attrs:
+        return False
+    metrics, onnx = dense_reference(study.cfg, base, out_dir)
+    ref = store.put(onnx, study.cfg.study_name, "dense")
+    study.study.set_user_attr(BASELINE_ATTR, metrics)
+    study.study.set_user_attr(ARTIFACT_ATTR, ref.model_dump())
+    return True
 
 
 class Producer:
@@ -61,8 +69,6 @@ class Producer:
                  work_dir: str | Path | None = None, name: str | None = None, threads: int | None = None,
                  max_trials: int | None = None, max_queued: int = 4, stop_at: int | None = None,
                  console: Console | None = None) -> None:
-        from edgeprune.bench.devices import available_cpus
-
         self.cfg, self.queue, self.artifacts = cfg, queue, artifacts
         self.sweep = cfg.study_name
         self.work_dir = Path(work_dir or DEFAULT_DIR / safe_name(self.sweep)).resolve()
@@ -86,8 +92,6 @@ class Producer:
     # ------------------------------------------------------------------------------------------- main
     def run(self) -> int:
         """Produce until done; returns the number of trials handed to the queue."""
-        from edgeprune.sweep.prepare import preflight, prepare_base
-
         try:
             self.base = prepare_base(self.cfg, self.work_dir, self.console)
             preflight(self.cfg, self.base)
@@ -124,8 +128,6 @@ class Producer:
     def produce_one(self) -> None:
         """Ask one trial and produce it; an error fails the trial, an interrupt abandons it (it is retried).
         Nothing is produced when the trial asked was deferred (others filled the cap first)."""
-        from edgeprune.sweep.produce import EpochRecorder, produce
-
         asked = self.study.ask()
         if asked is None:
             return

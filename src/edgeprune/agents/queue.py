@@ -20,7 +20,9 @@ default, a URL picks the backend by its scheme, a queue object is used as it is.
 from __future__ import annotations
 
 import abc
+import os
 import re
+import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +37,11 @@ DEFAULT_DIR = Path("runs/agents")
 DEFAULT_QUEUE_URL = f"sqlite:///{DEFAULT_DIR / 'queue.db'}"
 VISIBILITY_TIMEOUT_S = 60.0
 PRODUCER_TTL_S = 90.0  # a producer beats every 15 s; three missed beats plus slack and it counts as gone
+
+
+def default_name() -> str:
+    """``host:pid``: unique among the agents of a machine, and the owner the sweep writes into a trial's lease."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def safe_name(sweep: str) -> str:

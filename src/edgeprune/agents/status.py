@@ -16,6 +16,7 @@ from rich.table import Table
 
 from edgeprune.agents.messages import QUEUED_ATTR
 from edgeprune.agents.queue import JobQueue
+from edgeprune.sweep.storage import open_storage
 
 
 def _trial_of(body: str) -> int | None:
@@ -29,7 +30,6 @@ def agents_status(queue: JobQueue, storage_url: str) -> list[dict[str, Any]]:
     """One plain dict per registered sweep (what ``--json`` prints)."""
     import optuna
 
-    from edgeprune.sweep.storage import open_storage
 
     storage = open_storage(storage_url)
     studies = set(optuna.get_all_study_names(storage))

@@ -27,10 +27,10 @@ from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from edgeprune.analysis.plotting import picture_format, save_figure
-from edgeprune.analysis.summary import input_shape_of
 from edgeprune.errors import ConfigError
 from edgeprune.models.naming import normalize_module_name
 from edgeprune.models.resolve import resolve_model
+from edgeprune.models.summary import input_shape_of
 from edgeprune.schedule.policies import PruningPolicy
 from edgeprune.schedule.scheduler import CompressionScheduler
 

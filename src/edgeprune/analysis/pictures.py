@@ -27,17 +27,17 @@ from matplotlib.ticker import EngFormatter
 from torch import nn
 
 from edgeprune.analysis.plotting import picture_format, save_figure
-from edgeprune.analysis.summary import ModelSummary, model_summary
+from edgeprune.analysis.suggest import layer_macs
 from edgeprune.errors import ConfigError, UnknownNameError
 from edgeprune.models import create_model
 from edgeprune.models.naming import normalize_module_name
 from edgeprune.models.resolve import LoadedModel, resolve_model
+from edgeprune.models.summary import ModelSummary, model_summary
 from edgeprune.models.widths import layer_widths
 from edgeprune.pruning.masks import MasksDict
 from edgeprune.pruning.pruners import find_param
 from edgeprune.pruning.ranking import rank_structures, structure_magnitudes
 from edgeprune.schedule.scheduler import CompressionScheduler
-from edgeprune.schedule.suggest import layer_macs
 
 KEPT, REMOVED = "#4C72B0", "#DD8452"
 

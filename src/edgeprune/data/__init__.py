@@ -13,13 +13,28 @@
   Debian, ``apt-get install dataset-fashion-mnist`` puts Fashion-MNIST at
   ``/usr/share/datasets/fashion-mnist`` (gzip-compressed idx files), which loads as it is.
 
+Loading needs no torch (a measuring host reads a model's test images with numpy alone); the batch
+pipeline, :class:`BatchLoader`, loads torch when it is first used (PEP 562).
+
 Nothing is ever downloaded. Decoded path-based splits are cached as ``.npz`` in ``$EDGEPRUNE_CACHE``
 (default ``~/.cache/edgeprune``); see :mod:`edgeprune.data.cache`. Every unreadable input raises
 :class:`edgeprune.errors.DataError` with a one-paragraph explanation.
 """
 
-from edgeprune.data.batches import BatchLoader
+from __future__ import annotations
+
+from typing import Any
+
 from edgeprune.data.dataset import ImageDataset, channel_stats
 from edgeprune.data.loading import load_dataset
+
+
+def __getattr__(name: str) -> Any:
+    if name == "BatchLoader":
+        from edgeprune.data.batches import BatchLoader
+
+        return BatchLoader
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["BatchLoader", "ImageDataset", "channel_stats", "load_dataset"]

@@ -31,9 +31,10 @@ def _unpickle(tree: Tree, rel: str) -> Any:
         return safe_loads(data)
     except SafeUnpicklingError as exc:
         raise DataError(
-            f"{where} is not a readable CIFAR python pickle ({exc}).",
+            f"{where} contains code edgeprune will not run: its pickle calls {exc.global_name}, which loading "
+            "could run, so it is not a CIFAR python batch.",
             hint="The official batches contain only dicts, lists and numpy arrays; re-download the "
-            "'CIFAR python version' archive.",
+            "'CIFAR python version' archive from its publisher.",
         ) from None
     except Exception as exc:  # any failure to unpickle untrusted bytes means a damaged file
         raise DataError(f"{where} is truncated or corrupt ({type(exc).__name__}: {exc}).") from None

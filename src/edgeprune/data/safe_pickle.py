@@ -37,7 +37,11 @@ def _numpy_global(submodule: str, name: str) -> Any:
 
 
 class SafeUnpicklingError(pickle.UnpicklingError):
-    """A pickle that asks for something other than containers and numpy arrays."""
+    """A pickle that asks for something other than containers and numpy arrays (``global_name``)."""
+
+    def __init__(self, global_name: str) -> None:
+        self.global_name = global_name
+        super().__init__(f"refusing to load global {global_name}")
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
@@ -56,7 +60,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
             import _codecs
 
             return _codecs.encode
-        raise SafeUnpicklingError(f"refusing to load global {module}.{name}")
+        raise SafeUnpicklingError(f"{module}.{name}")
 
 
 def safe_loads(data: bytes) -> Any:

@@ -13,10 +13,11 @@ import math
 from rich.console import Console
 
 from edgeprune.analysis.sensitivity import SensitivityOutput
+from edgeprune.analysis.suggest import Suggestion, suggest_schedule, write_suggestion
 from edgeprune.demo.baseline import Baseline
 from edgeprune.demo.rundir import RunDir
 from edgeprune.demo.settings import DemoSettings
-from edgeprune.schedule.suggest import Suggestion
+from edgeprune.jobs.sensitivity import run_sensitivity
 
 EVAL_BATCH = 256
 
@@ -24,8 +25,6 @@ EVAL_BATCH = 256
 def analyse(rd: RunDir, baseline: Baseline, data: str, settings: DemoSettings,
             console: Console) -> SensitivityOutput:
     """Filter-wise sensitivity of every conv of the baseline into ``rd.sensitivity_dir`` (CSV, JSON, plots)."""
-    from edgeprune.analysis.sensitivity import run_sensitivity
-
     return run_sensitivity(str(baseline.checkpoint), data, rd.sensitivity_dir, group="filter",
                            sparsities=settings.sensitivity_range, batch_size=EVAL_BATCH,
                            eval_batches=math.ceil(settings.sensitivity_images / EVAL_BATCH), seed=settings.seed,
@@ -34,8 +33,6 @@ def analyse(rd: RunDir, baseline: Baseline, data: str, settings: DemoSettings,
 
 def suggest(rd: RunDir, baseline: Baseline, sensitivity: SensitivityOutput, settings: DemoSettings) -> Suggestion:
     """The suggested schedule (largest per-conv sparsities within ``max_drop``), written to ``rd.suggested``."""
-    from edgeprune.schedule.suggest import suggest_schedule, write_suggestion
-
     suggestion = suggest_schedule(sensitivity.csv, str(baseline.checkpoint), max_drop=settings.max_drop)
     write_suggestion(suggestion, rd.suggested)
     return suggestion

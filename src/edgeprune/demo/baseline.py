@@ -16,9 +16,14 @@ from pathlib import Path
 
 from rich.console import Console
 
+from edgeprune.data import load_dataset
 from edgeprune.demo.rundir import RunDir
 from edgeprune.demo.settings import DemoSettings
 from edgeprune.errors import ConfigError
+from edgeprune.jobs.inputs import load_model_for_data
+from edgeprune.jobs.train import evaluate_model, train_model
+from edgeprune.models.summary import model_summary
+from edgeprune.training.loop import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -39,9 +44,6 @@ def is_checkpoint(model: str) -> bool:
 
 def check_inputs(model: str, data: str) -> None:
     """Fail on a wrong MODEL or DATA (missing, unknown, other classes or channels) before anything is written."""
-    from edgeprune.data import load_dataset
-    from edgeprune.train.run import load_model_for_data
-
     test = load_dataset(data, "test")
     shape = tuple(getattr(load_model_for_data(model, test).model, "input_shape", None) or test.input_shape)
     if shape != tuple(test.input_shape):
@@ -53,11 +55,6 @@ def check_inputs(model: str, data: str) -> None:
 
 def prepare_baseline(rd: RunDir, model: str, data: str, settings: DemoSettings, console: Console) -> Baseline:
     """Train MODEL on DATA into ``rd.baseline_dir`` (resuming), or take the checkpoint MODEL as it is."""
-    from edgeprune.analysis.summary import model_summary
-    from edgeprune.data import load_dataset
-    from edgeprune.train.loop import TrainConfig
-    from edgeprune.train.run import evaluate_model, load_model_for_data, train_model
-
     if is_checkpoint(model):
         checkpoint = Path(model).resolve()
         loaded = load_model_for_data(str(checkpoint), load_dataset(data, "test"))  # classes/channels checked

@@ -14,8 +14,13 @@ from pathlib import Path
 
 from rich.console import Console
 
+from edgeprune.demo.analysis import analyse, suggest
+from edgeprune.demo.baseline import check_inputs, is_checkpoint, prepare_baseline
+from edgeprune.demo.rundir import open_run_dir
 from edgeprune.demo.settings import DemoSettings
-from edgeprune.demo.summary import DemoResult
+from edgeprune.demo.summary import DemoResult, summarise
+from edgeprune.demo.sweep import run_sweep, write_sweep_files
+from edgeprune.fileio import write_json
 
 PHASES = ("baseline", "sensitivity", "suggestion", "sweep", "report")
 
@@ -50,13 +55,6 @@ def normalise_data(data: str) -> str:
 def run_demo(output: str | Path, *, model: str = "resnet20_cifar", data: str = "digits",
              settings: DemoSettings | None = None, fresh: bool = False, console: Console | None = None) -> DemoResult:
     """Baseline -> sensitivity -> suggested schedule -> sweep (2 producers, 1 consumer) -> report, into ``output``."""
-    from edgeprune.demo.analysis import analyse, suggest
-    from edgeprune.demo.baseline import check_inputs, is_checkpoint, prepare_baseline
-    from edgeprune.demo.rundir import open_run_dir
-    from edgeprune.demo.summary import summarise
-    from edgeprune.demo.sweep import run_sweep, write_sweep_files
-    from edgeprune.fileio import write_json
-
     start = time.perf_counter()
     settings = settings or DemoSettings()
     console = console or Console(stderr=True)

@@ -21,8 +21,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from edgeprune.distillation import DistillConfig
 from edgeprune.errors import ConfigError
-from edgeprune.train.distill import DistillConfig
 
 
 @dataclass(frozen=True)

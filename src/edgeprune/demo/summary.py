@@ -24,8 +24,13 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from edgeprune.conversion.openvino_ir import convert_to_ir
 from edgeprune.demo.baseline import Baseline
 from edgeprune.demo.rundir import RunDir
+from edgeprune.report.study_html import write_study_report
+from edgeprune.sweep.analysis import pareto_mask
+from edgeprune.sweep.config import load_sweep
+from edgeprune.sweep.results import load_study_data
 
 ABANDONED = "abandoned"  # left by an interrupted run; the same point ran again (not a failure)
 
@@ -79,8 +84,6 @@ def _finite(value: Any) -> float | None:
 def trade_offs(trials: Sequence[Any], dense_top1: float | None, dense_latency_ms: float | None) -> list[Point]:
     """The completed trials no other trial — nor the dense model, the option not to prune — beats on both top-1
     and latency, fastest first, with their speed-ups over the dense model."""
-    from edgeprune.sweep.analysis import pareto_mask
-
     points = []
     for t in trials:
         m = t.user_attrs.get("metrics", {})
@@ -102,7 +105,6 @@ def ir_beside(onnx: Path) -> Path:
     """``model.xml`` + ``.bin`` (FP32 weights) beside ``model.onnx``, made once; the ONNX metadata goes along."""
     import onnx as onnx_lib
 
-    from edgeprune.export.openvino_ir import convert_to_ir
 
     xml = onnx.with_suffix(".xml")
     if xml.is_file() and xml.with_suffix(".bin").is_file():
@@ -122,10 +124,6 @@ def with_ir(points: Sequence[Point]) -> list[Point]:
 
 def summarise(rd: RunDir, model: str, data: str, baseline: Baseline, console: Console) -> DemoResult:
     """Read the study back, export the front's IRs, write the report and ``summary.json``'s numbers."""
-    from edgeprune.report.study_html import write_study_report
-    from edgeprune.sweep.config import load_sweep
-    from edgeprune.sweep.results import load_study_data
-
     name = load_sweep(rd.sweep_file).study_name  # a renamed, edited sweep adds a study beside the first one
     study = load_study_data(str(rd.root), name)
     dense = study.attrs.get("baseline") or {}

@@ -19,13 +19,17 @@ from optuna.trial import TrialState
 from rich.console import Console
 from rich.markup import escape
 
+from edgeprune.agents.local import run_local
+from edgeprune.analysis.suggest import Suggestion
 from edgeprune.demo.baseline import Baseline
 from edgeprune.demo.rundir import RunDir
 from edgeprune.demo.settings import DemoSettings
 from edgeprune.demo.sweepfile import plan_groups, suggested_levels, sweep_document, sweep_text, template_text
 from edgeprune.fileio import write_text
-from edgeprune.schedule.suggest import Suggestion
+from edgeprune.sweep.config import load_sweep
+from edgeprune.sweep.dashboard import dashboard_command
 from edgeprune.sweep.engine import SweepStudy
+from edgeprune.sweep.storage import default_url
 
 
 def study_name(arch: str, data: str) -> str:
@@ -70,10 +74,6 @@ def run_sweep(rd: RunDir, settings: DemoSettings, console: Console) -> None:
 
     A finished sweep is not started again: its agents would only find nothing to do, after their start-up.
     """
-    from edgeprune.agents.local import run_local
-    from edgeprune.sweep.config import load_sweep
-    from edgeprune.sweep.storage import default_url
-
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     cfg = load_sweep(rd.sweep_file)
     study = SweepStudy(cfg, default_url(rd.root))
@@ -82,6 +82,7 @@ def run_sweep(rd: RunDir, settings: DemoSettings, console: Console) -> None:
         return
     console.print(f"sweep: {cfg.study_name}, {settings.producers} producers + 1 consumer; the agents log to "
                   f"{rd.logs}")
+    console.print(f"live view: {dashboard_command(str(rd.root), cfg.study_name)}", highlight=False, soft_wrap=True)
     run = run_local(rd.sweep_file, rd.root, producers=settings.producers, console=console)
     for failed in run.failed_agents:
         console.print(f"[yellow]agent failed:[/] {escape(failed)}", highlight=False)

@@ -8,14 +8,13 @@ the summary and export use for their dummy input.
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from collections.abc import Callable
 from typing import Any
 
 from torch import nn
 
-from edgeprune.errors import ConfigError, UnknownNameError
+from edgeprune.errors import ConfigError
 from edgeprune.registry import Registry
 
 MODELS: Registry[Callable[..., nn.Module]] = Registry("architecture")
@@ -33,31 +32,12 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
     Constructor keywords are checked against the factory's signature so that a typo gives the
     accepted keywords instead of a ``TypeError`` from deep inside.
     """
-    factory = load_factory(name) if ":" in name else MODELS.get(name)
+    factory = MODELS.get(name)  # a zoo name, or a package.module:factory path
     _check_kwargs(name, factory, kwargs)
     model = factory(**kwargs)
     if not isinstance(model, nn.Module):
         raise ConfigError(f"Model factory {name!r} returned {type(model).__name__}, not a torch.nn.Module.")
     return model
-
-
-def load_factory(path: str) -> Callable[..., nn.Module]:
-    """Resolve ``package.module:callable`` (the CLI's way for users to bring their own model)."""
-    module_name, _, attr = path.partition(":")
-    if not module_name or not attr:
-        raise ConfigError(f"Model path {path!r} must look like 'package.module:factory'.")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigError(
-            f"Cannot import module {module_name!r} for model {path!r}: {exc}.",
-            hint="Make sure the module is on PYTHONPATH (e.g. run from its directory).",
-        ) from None
-    try:
-        return getattr(module, attr)
-    except AttributeError:
-        known = [n for n, v in vars(module).items() if callable(v) and not n.startswith("_")]
-        raise UnknownNameError(f"factory in module {module_name!r}", attr, known) from None
 
 
 def _check_kwargs(name: str, factory: Callable[..., Any], kwargs: dict[str, Any]) -> None:

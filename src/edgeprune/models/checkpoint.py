@@ -29,6 +29,7 @@ from edgeprune.models import MODELS, create_model
 from edgeprune.models.naming import normalize_state_dict_keys
 from edgeprune.models.safe_load import OpaqueObject, safe_torch_load
 from edgeprune.models.widths import Widths, apply_widths, layer_widths, widths_from_state_dict
+from edgeprune.version import __version__
 
 FORMAT = "edgeprune.checkpoint"
 FORMAT_VERSION = 1
@@ -77,8 +78,6 @@ def save_checkpoint(
     provenance: dict[str, Any] | None = None,
 ) -> Path:
     """Write an edgeprune checkpoint atomically (temp file + rename)."""
-    from edgeprune import __version__
-
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,

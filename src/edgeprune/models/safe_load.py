@@ -7,13 +7,16 @@ package is not installed anyway. For those, a second restricted unpickler accept
 containers and numpy scalars, turns every class reference from a known checkpoint-writing
 library into an inert :class:`OpaqueObject` (its arguments and state recorded, nothing called),
 and refuses everything else — ``os.system``, ``builtins.eval`` and the like — with a
-:class:`CheckpointError` naming the offending global.
+:class:`CheckpointError` naming the offending global. Any pickle PyTorch's loader rejects (a global it does
+not allow, or an opcode it does not implement, such as protocol 4's framing) goes through the second one,
+so a refusal always names what the file would have run instead of calling it corrupt.
 """
 
 from __future__ import annotations
 
 import io
 import pickle
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -62,6 +65,14 @@ def _opaque_class(module: str, name: str) -> type[OpaqueObject]:
     return type(name, (OpaqueObject,), {"qualname": f"{module}.{name}", "__module__": "edgeprune.opaque"})
 
 
+class RefusedGlobal(pickle.UnpicklingError):
+    """The pickle names a global that is neither data nor a known checkpoint class: loading it could run code."""
+
+    def __init__(self, module: str, name: str) -> None:
+        self.global_name = f"{module}.{name}"
+        super().__init__(f"unexpected global {self.global_name}")
+
+
 class _RestrictedUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in _DATA_GLOBALS:
@@ -72,7 +83,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
             return numpy.core.multiarray.scalar if name == "scalar" else numpy.dtype
         if module.startswith(_OPAQUE_PREFIXES) or module in {"distiller", "argparse"}:
             return _opaque_class(module, name)
-        raise pickle.UnpicklingError(f"unexpected global {module}.{name}")
+        raise RefusedGlobal(module, name)
 
 
 class _RestrictedPickleModule:
@@ -93,23 +104,22 @@ def safe_torch_load(path: str | Path) -> Any:
         raise CheckpointError(f"Checkpoint {str(path)!r} does not exist.",
                               hint="Check the path; zoo names need no file (see `edgeprune summary --help`).")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as first:
-        if "Unsupported global" not in str(first) and "unsupported global" not in str(first).lower():
-            raise _corrupt(path, first) from None
+        with warnings.catch_warnings():  # "Detected pickle protocol 4": the fallback below reads any protocol
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        pass  # a global or an opcode PyTorch's loader does not take: the restricted unpickler tells which
     except Exception as exc:
         raise _corrupt(path, exc) from None
     try:
         return torch.load(path, map_location="cpu", weights_only=False, pickle_module=_RestrictedPickleModule)
-    except pickle.UnpicklingError as exc:
-        if "unexpected global" in str(exc):
-            raise CheckpointError(
-                f"Checkpoint {str(path)!r} contains an unexpected code object ({str(exc).split('global ')[-1]}); "
-                "edgeprune refuses to load it because unpickling it could run arbitrary code.",
-                hint="Re-save the weights as a plain state_dict (torch.save(model.state_dict(), ...)) "
-                     "from a trusted environment.",
-            ) from None
-        raise _corrupt(path, exc) from None
+    except RefusedGlobal as exc:
+        raise CheckpointError(
+            f"Checkpoint {str(path)!r} contains code edgeprune will not run: its pickle calls {exc.global_name}, "
+            "which is neither a tensor nor plain data, and loading it could run arbitrary code.",
+            hint="Load checkpoints only from sources you trust. If you trust this one, load it where it was made "
+                 "and re-save the weights as a plain state_dict (torch.save(model.state_dict(), ...)).",
+        ) from None
     except Exception as exc:
         raise _corrupt(path, exc) from None
 

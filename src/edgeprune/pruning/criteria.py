@@ -47,7 +47,9 @@ THRESHOLD_CRITERIA: dict[str, tuple[NamedNorm, bool]] = {
     "L1": (l1_norm, False), "Mean_L1": (l1_norm, True), "Mean_Abs": (l1_norm, True),
     "L2": (l2_norm, False), "Mean_L2": (l2_norm, True), "Max": (max_norm, False),
 }
-THRESHOLD_GROUPS = ("2D", "Rows", "Cols", "3D", "Filters", "Channels")
+#: The two spellings Distiller accepts for whole-filter structures.
+FILTER_GROUP_TYPES = ("3D", "Filters")
+THRESHOLD_GROUPS = ("2D", "Rows", "Cols", *FILTER_GROUP_TYPES, "Channels")
 
 
 def norm_by_name(norm: str | NamedNorm, *, owner: str = "magnitude_fn") -> NamedNorm:
@@ -119,7 +121,7 @@ def expand_binary_map(param: torch.Tensor, group_type: str, binary_map: torch.Te
     binary_map = binary_map.to(device=param.device, dtype=param.dtype)
     if group_type == "Channels" and param.dim() == 2:
         group_type = "Cols"
-    if group_type in ("3D", "Filters"):
+    if group_type in FILTER_GROUP_TYPES:
         view = binary_map.view(-1, *([1] * (param.dim() - 1)))
     elif group_type == "Channels":
         view = binary_map.view(1, -1, *([1] * (param.dim() - 2)))

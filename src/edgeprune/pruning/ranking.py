@@ -14,12 +14,20 @@ from collections.abc import Callable, Sequence
 import torch
 
 from edgeprune.errors import ConfigError
-from edgeprune.pruning.criteria import NamedNorm, channels_norm, cols_norm, expand_binary_map, filters_norm, l1_norm
+from edgeprune.pruning.criteria import (
+    FILTER_GROUP_TYPES,
+    NamedNorm,
+    channels_norm,
+    cols_norm,
+    expand_binary_map,
+    filters_norm,
+    l1_norm,
+)
 from edgeprune.pruning.masks import MasksDict
 
 RoundingFn = Callable[[float], float]
 ROUNDING_FUNCTIONS: dict[str, RoundingFn] = {"floor": math.floor, "ceil": math.ceil}
-RANKED_GROUP_TYPES = ("3D", "Filters", "Channels", "Rows", "Blocks")
+RANKED_GROUP_TYPES = (*FILTER_GROUP_TYPES, "Channels", "Rows", "Blocks")
 
 
 def resolve_rounding_fn(rounding_fn: str | RoundingFn) -> RoundingFn:
@@ -101,7 +109,7 @@ def select_structures(scores: torch.Tensor, n_prune: int, group_len: int = 1, no
 
 def structure_count(param: torch.Tensor, group_type: str) -> int:
     """How many structures of ``group_type`` the weight has (filters, input channels or input columns)."""
-    if group_type in ("3D", "Filters"):
+    if group_type in FILTER_GROUP_TYPES:
         if param.dim() not in (3, 4):
             raise ConfigError(f"group_type {group_type!r} needs a 3D/4D (conv) weight, got shape {tuple(param.shape)}.")
         return param.size(0)
@@ -117,7 +125,7 @@ def structure_magnitudes(param: torch.Tensor, group_type: str, magnitude_fn: Nam
                          group_len: int = 1) -> torch.Tensor:
     """Length-normalised magnitude per structure group (§2.3); Linear "Rows"/"Channels" are input columns."""
     structure_count(param, group_type)
-    if group_type in ("3D", "Filters"):
+    if group_type in FILTER_GROUP_TYPES:
         return filters_norm(param.detach(), magnitude_fn, group_len, length_normalized=True)
     if group_type == "Channels":
         return channels_norm(param.detach(), magnitude_fn, group_len, length_normalized=True)

@@ -10,11 +10,22 @@ that torch.fx can trace (see :mod:`edgeprune.pruning.dependency` for how coupled
   filters (or Linear rows) that produce them.
 * :func:`contract_model`: both, filters first.
 
+As in Distiller's removers, only one side decides: ``remove_filters`` removes what the all-zero
+filters of convs say, and every reader of those channels loses them whatever its own weights are;
+``remove_channels`` removes what the all-zero input channels of convs / Linears say, and the
+producers (and BatchNorms) follow. Zeros on the other side (a Linear's zero columns in
+``remove_filters``, a conv's zero filters in ``remove_channels``) play no part.
+
 Where edgeprune deliberately differs from Distiller:
 
-* Coupled layers (several producers feeding one residual add) with *different* zero sets are an
-  error naming the layers and the ``group_dependency: Leader`` group to use, instead of a silent
-  channel misalignment; ``auto_group=True`` removes only what is zero in all of them.
+* Coupled deciders (several producers feeding one residual add, or several readers of one stream)
+  that were *all* pruned but lost different filters / channels are an error naming the layers and the
+  ``group_dependency: Leader`` group to use, instead of Distiller's silent channel misalignment;
+  ``auto_group=True`` removes only what is zero in all of them.
+* Zeros that only some coupled deciders have (those of fine-grained pruning or of training in a
+  trained network, or a Linear's zero columns beside the convs that read the same stream) cannot go
+  without cutting live weights of the others; Distiller removed them and broke the shapes. They stay
+  zero in place, and the record's notes (logged as warnings) say so.
 * Linear inputs after a flatten map each channel to its real H·W features (traced), not √-guessed.
 * Every optimizer's state is thinned (any state tensor shaped like the parameter), not only SGD's.
 * The result is checked by a forward pass; if it fails, every change is undone before raising,
@@ -34,9 +45,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from edgeprune.analysis.summary import ModelSummary, input_shape_of, model_summary
 from edgeprune.errors import ConfigError
 from edgeprune.models.naming import normalize_module_name
+from edgeprune.models.summary import ModelSummary, input_shape_of, model_summary
 from edgeprune.pruning.dependency import (
     ChannelGraph,
     LayerChannels,
@@ -157,6 +168,8 @@ def _thin(
             raise
     record = _record(function, shape, changes, before, after, selection.notes)
     logger.info("%s", record if changes else f"{function}: nothing to remove")
+    for note in selection.notes:
+        logger.warning("%s: %s", function, note)
     return record
 
 
@@ -249,23 +262,49 @@ def _votes(graph: ChannelGraph, layers: dict[str, LayerChannels],
 
 
 def _resolve(graph: ChannelGraph, votes: _Votes, what: str, auto_group: bool) -> _Selection:
-    """Remove unanimous classes; disagreement or unremovable channels raise, or are skipped with ``auto_group``."""
+    """Remove unanimous classes; misaligning disagreement or unremovable channels raise (or stay, ``auto_group``).
+
+    Like Distiller's removers, only the deciding layers vote (producers' filters, or readers' input channels);
+    the other side follows. A class some deciders have zero and others not cannot go without cutting live
+    weights. Where every decider of it has zero {what} in the channels they share, a structure pruner ranked
+    them apart and Distiller would have removed each set, misaligning the channels: that is refused. Where
+    some decider has none there (fine-grained or trained zeros, or a Linear's zero columns beside convs that
+    read the same stream), Distiller's removal would break the shapes; those zeros stay in place, with a note.
+    """
     candidate = votes.zero_voters > 0
     unanimous = votes.zero_voters == votes.voters
     blocked = graph.blocked()
     conflicts = candidate & ~unanimous
+    misaligning = conflicts & _all_deciders_pruned(votes, conflicts)
     stuck = candidate & unanimous & blocked
     notes = []
-    if conflicts.any():
+    if misaligning.any():
         if not auto_group:
-            raise _coupling_error(votes, conflicts, what)
-        notes += _coupling_notes(votes, conflicts, what)
+            raise _coupling_error(votes, misaligning, what)
+        notes += _coupling_notes(votes, misaligning, what)
+    if (conflicts & ~misaligning).any():
+        notes += _partial_notes(votes, conflicts & ~misaligning, what)
     if stuck.any():
         if not auto_group:
             raise _blocked_error(graph, votes, stuck, what)
         notes.append(f"kept {int(stuck.sum())} zero {what} of {', '.join(graph.layers_with(votes.layers, stuck))}: "
                      f"they reach {'; '.join(graph.blocked_reasons(stuck.nonzero().flatten().tolist()))}")
     return _Selection(candidate & unanimous & ~blocked, notes)
+
+
+def _all_deciders_pruned(votes: _Votes, conflicts: torch.Tensor) -> torch.Tensor:
+    """Per class: whether every layer deciding it has some zero index among the classes they all share.
+
+    For a residual stream the shared classes are the whole stream, so this asks whether every conv feeding
+    (reading) the stream lost some of its filters (input channels), i.e. whether all of them were pruned.
+    """
+    result = torch.zeros_like(conflicts)
+    for c in conflicts.nonzero().flatten().tolist():
+        deciders = [layer for layer in votes.layers.values() if bool((layer.classes == c).any())]
+        shared = set(deciders[0].classes.tolist()).intersection(*(d.classes.tolist() for d in deciders[1:]))
+        shared_index = torch.tensor(sorted(shared), dtype=torch.long)
+        result[c] = all(bool(votes.zero[d.name][torch.isin(d.classes, shared_index)].any()) for d in deciders)
+    return result
 
 
 def _coupled_groups(votes: _Votes, conflicts: torch.Tensor) -> list[list[str]]:
@@ -301,6 +340,14 @@ def _coupling_notes(votes: _Votes, conflicts: torch.Tensor, what: str) -> list[s
     return [f"auto_group: kept {what} zero in only some of the coupled layers "
             f"{', '.join(_kept(votes, name) for name in group)}; removed only those zero in all of them"
             for group in _coupled_groups(votes, conflicts)]
+
+
+def _partial_notes(votes: _Votes, kept: torch.Tensor, what: str) -> list[str]:
+    return [f"kept {int(kept.sum())} zero {what} in place: the coupled layers "
+            f"{', '.join(_kept(votes, name) for name in group)} share these channels, and not all of them have "
+            f"them zero, so removing them would cut live weights (zeros of fine-grained pruning, of training, or "
+            f"of a pruner that prunes only part of the group)"
+            for group in _coupled_groups(votes, kept)]
 
 
 def _blocked_error(graph: ChannelGraph, votes: _Votes, stuck: torch.Tensor, what: str) -> ThinningError:

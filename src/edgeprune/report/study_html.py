@@ -19,7 +19,6 @@ import base64
 import datetime as dt
 import html
 import io
-import math
 import os
 from pathlib import Path
 from typing import Any
@@ -31,42 +30,25 @@ from matplotlib.ticker import MaxNLocator
 
 from edgeprune.errors import ConfigError
 from edgeprune.fileio import write_text
-from edgeprune.sweep.results import StudyData, load_study_data
+from edgeprune.sweep.analysis import pareto_mask
+from edgeprune.sweep.results import StudyData, load_study_data, metric_value
 
 STATE_COLOURS = {"COMPLETE": "#1b7837", "PRUNED": "#b8860b", "FAIL": "#b2182b", "RUNNING": "#2166ac",
                  "WAITING": "#777777"}
 
 
 # ------------------------------------------------------------------------------------------------- figures
-def _metric(t: Any, name: str) -> float | None:
-    value = t.user_attrs.get("metrics", {}).get(name)
-    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
-
-
-def pareto_axes(data: StudyData) -> tuple[tuple[str, str], tuple[str, str]] | None:
-    """(x name, goal), (y name, goal) of the front: top-1 vs latency when measured, else the two objectives."""
-    if data.complete and all(_metric(t, "top1") is not None and _metric(t, "latency_ms") is not None
-                             for t in data.complete):
-        return ("latency_ms", "minimize"), ("top1", "maximize")
-    if len(data.objectives) == 2:
-        (a, b) = data.objectives
-        return (b["name"], b["goal"]), (a["name"], a["goal"])
-    return None
-
-
 def pareto_figure(data: StudyData) -> Figure | None:
-    from edgeprune.sweep.analysis import pareto_mask
-
-    axes = pareto_axes(data)
+    axes = data.front_axes()
     if axes is None:
         return None
     (xn, xg), (yn, yg) = axes
-    trials = [t for t in data.complete if _metric(t, xn) is not None and _metric(t, yn) is not None]
+    trials = [t for t in data.complete if metric_value(t, xn) is not None and metric_value(t, yn) is not None]
     if not trials:
         return None
-    xy = np.array([[_metric(t, xn), _metric(t, yn)] for t in trials], float)
+    xy = np.array([[metric_value(t, xn), metric_value(t, yn)] for t in trials], float)
     on_front = pareto_mask(xy, [xg == "maximize", yg == "maximize"])
-    macs = [_metric(t, "macs") for t in trials]
+    macs = [metric_value(t, "macs") for t in trials]
     fig = Figure(figsize=(7.5, 4.8))
     ax = fig.add_subplot()
     if all(m is not None for m in macs):
@@ -100,7 +82,7 @@ def parallel_figure(data: StudyData) -> Figure | None:
         return None
     table, labels = [], []
     for name, kind in columns:
-        raw = [t.user_attrs.get("config", {}).get(name) if kind == "param" else _metric(t, name) for t in trials]
+        raw = [t.user_attrs.get("config", {}).get(name) if kind == "param" else metric_value(t, name) for t in trials]
         numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in raw)
         if numeric:
             values = np.array(raw, float)
@@ -113,7 +95,7 @@ def parallel_figure(data: StudyData) -> Figure | None:
             labels.append((name, cats[-1], cats[0]))
         table.append((values - lo) / (hi - lo) if hi > lo else np.full(len(raw), 0.5))
     matrix = np.array(table).T
-    colour_by = np.array([_metric(t, data.objectives[0]["name"]) or 0.0 for t in trials])
+    colour_by = np.array([metric_value(t, data.objectives[0]["name"]) or 0.0 for t in trials])
     span = np.ptp(colour_by) or 1.0
     fig = Figure(figsize=(max(6.0, 1.5 * len(columns)), 4.2))
     ax = fig.add_subplot()

@@ -31,10 +31,11 @@ import torch
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 from torch import nn
 
-from edgeprune.errors import ConfigError, closest
+from edgeprune.errors import ConfigError, UnknownNameError, closest
 from edgeprune.models.naming import normalize_module_name
-from edgeprune.pruning import agp, pruners  # noqa: F401  (importing them registers the pruner classes)
 from edgeprune.pruning.dependency import STRUCTURE_TABLES, ChannelGraph, channel_graph, coupled_layers
+from edgeprune.pruning.pruners import BasePruner
+from edgeprune.pruning.pruners.agp import agp_target_sparsity
 from edgeprune.pruning.registry import PRUNERS
 from edgeprune.pruning.regularizers import REGULARIZERS
 from edgeprune.pruning.remover import DATASET_INPUT_SHAPES, ChannelRemover, FilterRemover, StructureRemover
@@ -69,6 +70,8 @@ for _name, _cls in (("StructureRemover", StructureRemover), ("FilterRemover", Fi
 SECTION_REGISTRIES: dict[str, Registry[type]] = {
     "pruners": PRUNERS, "regularizers": REGULARIZERS, "lr_schedulers": LR_SCHEDULERS, "extensions": EXTENSIONS,
 }
+# What a ``package.module:ClassName`` from a schedule must subclass, per section.
+SECTION_BASES: dict[str, type] = {"pruners": BasePruner}
 INJECTED = ("model", "name", "optimizer", "last_epoch")  # supplied by edgeprune, never by the YAML
 SPARSITY_KEYS = ("desired_sparsity", "initial_sparsity", "final_sparsity")
 # Exceptions a third-party constructor (torch's LR schedulers) raises for arguments it does not like.
@@ -108,12 +111,21 @@ def _resolve(section: str, name: str, spec: ComponentSpec, source: ScheduleSourc
     """Look up ``class`` and check the keywords (Distiller's strict check), without instantiating."""
     path = (section, name)
     registry = SECTION_REGISTRIES[section]
-    if spec.class_name not in registry:
+    if ":" not in spec.class_name and spec.class_name not in registry:
         close = closest(spec.class_name, registry.names())
         raise source.error((*path, "class"), f"unknown class {spec.class_name!r}"
                            + (f"; did you mean {close[0]!r}?" if close else ""),
-                           hint=f"Known {section}: {', '.join(registry.names())}.")
-    cls = registry.get(spec.class_name)
+                           hint=f"Known {section}: {', '.join(registry.names())}; or a class of your own as "
+                                "'package.module:ClassName'.")
+    try:
+        cls = registry.get(spec.class_name)  # a registered name, or a user's package.module:ClassName
+    except (ConfigError, UnknownNameError) as exc:
+        raise source.error((*path, "class"), exc.message, hint=exc.hint) from None
+    base = SECTION_BASES.get(section)
+    if base is not None and not (isinstance(cls, type) and issubclass(cls, base)):
+        raise source.error((*path, "class"), f"{spec.class_name!r} is not a {base.__name__} subclass",
+                           hint=f"A pruner of your own subclasses {base.__module__}.{base.__name__} (a ranked "
+                                "structure pruner overrides structure_scores; see docs/internals-pruning.md).")
     accepted = accepted_keywords(cls)
     offered = [k for k in accepted if k not in INJECTED]
     for key in spec.kwargs:
@@ -232,7 +244,7 @@ def _check_agp_timing(policy: PolicySpec, path: KeyPath, source: ScheduleSource)
                            "not an 'epochs' list (Distiller fails on it)",
                            hint="Use starting_epoch, ending_epoch and frequency.")
     with source.blame((*path, "ending_epoch")):
-        agp.agp_target_sparsity(0.0, 1.0, policy.starting_epoch, policy.ending_epoch,  # type: ignore[arg-type]
+        agp_target_sparsity(0.0, 1.0, policy.starting_epoch, policy.ending_epoch,  # type: ignore[arg-type]
                                 policy.frequency, policy.starting_epoch)  # type: ignore[arg-type]
 
 
@@ -344,7 +356,11 @@ def check_structure_coupling(spec: ScheduleSpec, policies: Sequence[Policy], ctx
     prunes only some of a coupled group (Distiller issue #304) or shares a group with another pruner raises a
     :class:`ScheduleError` at its YAML key with the fix. Without such thinning, masks-only pruning is legal,
     as in Distiller: a :class:`ScheduleWarning`. A thinning extension with ``auto_group: true`` keeps such
-    filters instead of refusing, so that also only warns. Nothing is checked when the input shape is unknown.
+    filters instead of refusing, so that also only warns. ``thin_all`` (``prune --thin``) sweeps up whatever
+    is zero at the end, so a pruner that zeroes only part of a coupled group (e.g. a ``Rows`` pruner on the fc
+    that reads a residual stream beside convs) only warns that those structures stay zeroed in place, which
+    is what Distiller's own published results of such schedules show. Nothing is checked when the input
+    shape is unknown.
     """
     structural = {policy.instance_name: policy.pruner for policy in policies
                   if isinstance(policy, PruningPolicy) and policy.pruner.structure_dims()}
@@ -354,9 +370,10 @@ def check_structure_coupling(spec: ScheduleSpec, policies: Sequence[Policy], ctx
     graph = _graph_for_check(ctx, thinners, spec.source)
     if graph is None:
         return
-    found = _couplings(graph, structural)
     first_epoch = {name: min(e for policy in policies if isinstance(policy, PruningPolicy)
-                             and policy.instance_name == name for e in policy.epochs) for name in found}
+                             and policy.instance_name == name for e in policy.epochs) for name in structural}
+    _check_removable(spec, graph, structural, thinners, first_epoch)
+    found = _couplings(graph, structural)
     warned = []
     for name in (n for n in spec.pruners if n in found):  # YAML order
         refusing = {dim: next((t for t in thinners if dim in t.dims and not t.auto_group
@@ -364,7 +381,16 @@ def check_structure_coupling(spec: ScheduleSpec, policies: Sequence[Policy], ctx
         thinner = next((refusing[c.dim] for c in found[name] if refusing[c.dim] is not None), None)
         if thinner is not None:
             errors = [c for c in found[name] if refusing[c.dim] is not None]
-            if all(c.pruned == c.group and not c.others for c in errors) and structural[name].group_coupled_weights():
+            if thinner.origin is None:  # thin_all sweeps up what is zero: part of a group stays zero in place
+                kept = [c for c in errors if c.pruned != c.group and not c.others]
+                if kept:
+                    warned.append((name, _kept_warning(kept, thinner)))
+                    errors = [c for c in errors if c not in kept]
+                    found[name] = [c for c in found[name] if c not in kept]
+            if not errors:
+                if not found[name]:
+                    continue
+            elif all(c.pruned == c.group and not c.others for c in errors) and structural[name].group_coupled_weights():
                 warned.append((name, _grouped_warning(errors, thinner)))
                 found[name] = [c for c in found[name] if c not in errors]
                 if not found[name]:
@@ -377,6 +403,34 @@ def check_structure_coupling(spec: ScheduleSpec, policies: Sequence[Policy], ctx
         warned.append((name, _masks_only_warning(found[name], keeping, spec.pruners[name].class_name)))
     for name, message in warned:
         spec.source.warn(("pruners", name), message)
+
+
+def _check_removable(spec: ScheduleSpec, graph: ChannelGraph, structural: dict[str, Any], thinners: list[_Thinner],
+                     first_epoch: dict[str, int]) -> None:
+    """Refuse now what thinning would refuse whatever training does: a pruner whose target empties a weight's
+    filters (input channels), or that prunes channels which nothing can remove (the model output, a grouped
+    conv, an op the trace cannot see through), when a thinner of that dimension runs after it starts."""
+    blocked = graph.blocked()
+    for name in (n for n in spec.pruners if n in structural):  # YAML order
+        pruner = structural[name]
+        target = max(float(getattr(pruner, key, 0) or 0) for key in ("desired_sparsity", "final_sparsity"))
+        for weight, dim in pruner.structure_dims().items():
+            thinner = next((t for t in thinners if dim in t.dims and t.last_epoch >= first_epoch[name]), None)
+            layer = getattr(graph, STRUCTURE_TABLES[dim]).get(weight.removesuffix(".weight"))
+            if thinner is None or layer is None:
+                continue
+            if target >= 1.0:
+                raise spec.source.error(("pruners", name), f"its target sparsity 1.0 zeroes all {len(layer.classes)} "
+                                        f"{UNIT[dim]}s of {weight!r}, and {thinner.label} would then refuse to "
+                                        "remove them all (a layer cannot lose every one)",
+                                        hint="Lower the target below 1.0, or drop the weight from this pruner.")
+            if not thinner.auto_group and bool(blocked[layer.classes].all()):
+                reasons = "; ".join(graph.blocked_reasons(layer.classes.tolist()))
+                raise spec.source.error(("pruners", name), f"it prunes {UNIT[dim]}s of {weight!r}, which also reach "
+                                        f"{reasons}, which cannot lose channels, so {thinner.label} would refuse "
+                                        "to remove them", hint=f"Drop {weight!r} from this pruner"
+                                        + (f", or set auto_group: true on {thinner.name} to keep such {UNIT[dim]}s."
+                                           if thinner.origin is not None else "."))
 
 
 def _thinners(policies: Sequence[Policy], thin_all: bool) -> list[_Thinner]:
@@ -446,6 +500,14 @@ def _grouped_warning(couplings: list[Coupling], thinner: _Thinner) -> str:
             f"{unit}s; because {thinner.label} thins them, edgeprune ranks each coupled group as one "
             f"(auto_group: true): each weight loses as many {unit}s as in Distiller (the same shapes and MACs), "
             f"and the same ones. Set auto_group: true on this pruner to silence this warning.")
+
+
+def _kept_warning(couplings: list[Coupling], thinner: _Thinner) -> str:
+    unit = UNIT[couplings[0].dim]
+    return (f"{'; '.join(c.describe() for c in couplings)}. {thinner.label} removes {unit}s only where every coupled "
+            f"weight has them zero, so these {unit}s stay zeroed in place (as in Distiller's own results of such "
+            f"schedules); to remove them, prune the whole coupled group with one map (auto_group: true or "
+            f"group_dependency: Leader).")
 
 
 def _masks_only_warning(couplings: list[Coupling], keeping: list[_Thinner], class_name: str) -> str:

@@ -33,7 +33,7 @@ from pydantic import (
     field_validator,
 )
 
-from edgeprune.errors import EdgepruneError, closest
+from edgeprune.errors import ConfigError, EdgepruneError, closest
 from edgeprune.fileio import read_config_text
 
 KeyPath = tuple[str | int, ...]
@@ -59,7 +59,7 @@ def format_key_path(path: KeyPath) -> str:
     return text
 
 
-class ScheduleError(EdgepruneError):
+class ScheduleError(ConfigError):
     """A mistake in a compression schedule, located as ``file:line:col: key.path: message``."""
 
     def __init__(self, message: str, *, file: str, key_path: str = "", line: int | None = None,
@@ -115,6 +115,21 @@ class ScheduleSource:
 class _PositionLoader(yaml.SafeLoader):
     """A safe loader (never ``yaml.Loader``: a schedule must not be able to construct Python objects)."""
 
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        """Report a value its explicit tag cannot hold (``!!int abc``, ``!!bool 7``) as YAML does its own errors.
+
+        Why: PyYAML's constructors let ``int()``/``float()``/``datetime`` errors escape unlocated.
+        """
+        try:
+            return super().construct_object(node, deep)
+        except yaml.YAMLError:
+            raise
+        except (ValueError, KeyError, TypeError, OverflowError) as exc:
+            detail = "" if isinstance(exc, KeyError) else f" ({exc})"
+            raise yaml.constructor.ConstructorError(
+                None, None, f"{node.value!r} is not a valid {node.tag.rsplit(':', 1)[-1]}{detail}",
+                node.start_mark) from None
+
 
 def _index_positions(node: yaml.Node, path: KeyPath, source: ScheduleSource,
                      active: frozenset[int] = frozenset()) -> None:
@@ -169,24 +184,51 @@ def _path_at_error(text: str) -> KeyPath:
 
 
 def load_yaml(text: str, filename: str) -> tuple[Any, ScheduleSource]:
+    """The document in ``text`` and its key positions; any YAML error is a :class:`ScheduleError` at file:line:col.
+
+    PyYAML's whole error family is caught here: the reader (control characters such as byte 0x07), the
+    scanner and parser (indentation, brackets), the composer (undefined aliases) and the constructor
+    (values their tag cannot hold), plus nesting too deep for its recursive composer.
+    """
     source = ScheduleSource(filename)
-    loader = _PositionLoader(text)
+    try:
+        loader = _PositionLoader(text)  # the reader checks every character here
+    except yaml.reader.ReaderError as exc:
+        raise _reader_error(exc, text, filename) from None
     try:
         node = loader.get_single_node()
         data = None if node is None else loader.construct_document(node)
+    except yaml.reader.ReaderError as exc:
+        raise _reader_error(exc, text, filename) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = " ".join(p for p in (exc.context, exc.problem) if p)
+        syntax = isinstance(exc, (yaml.scanner.ScannerError, yaml.parser.ParserError))
         raise ScheduleError(f"invalid YAML: {problem}", file=filename, key_path=format_key_path(_path_at_error(text)),
                             line=mark.line + 1 if mark else None, column=mark.column + 1 if mark else None,
-                            hint="Check the indentation and the ':' / '-' / brackets around this position.") from None
+                            hint="Check the indentation and the ':' / '-' / brackets around this position." if syntax
+                            else "Check the value, tag ('!!...') or alias ('*name') at this position.") from None
     except yaml.YAMLError as exc:
         raise ScheduleError(f"invalid YAML: {exc}", file=filename) from None
+    except RecursionError:
+        raise ScheduleError("invalid YAML: brackets or indentation nested too deeply to read", file=filename,
+                            hint="A schedule needs a few levels of nesting; look for unclosed '[' or '{'.") from None
     finally:
         loader.dispose()
     if node is not None:
         _index_positions(node, (), source)
     return data, source
+
+
+def _reader_error(exc: yaml.reader.ReaderError, text: str, filename: str) -> ScheduleError:
+    """A character YAML does not allow (a control character, a lone surrogate), located at line:column."""
+    at = min(max(exc.position, 0), len(text))
+    line_start = text.rfind("\n", 0, at) + 1
+    code = exc.character if isinstance(exc.character, int) else exc.character[0]  # bytes only from a byte stream
+    return ScheduleError(f"invalid YAML: unacceptable character #x{code:04x} ({exc.reason})", file=filename,
+                         line=text.count("\n", 0, at) + 1, column=at - line_start + 1,
+                         hint="Delete it (control characters often come from a paste or a binary file), or write "
+                              "it as an escape such as \"\\a\" inside a double-quoted string.")
 
 
 # -------------------------------------------------------------------------------------------------- schema

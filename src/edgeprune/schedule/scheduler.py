@@ -1,11 +1,13 @@
 """The compression scheduler: runs a Distiller schedule's policies as training-loop hooks.
 
-It is a :class:`~edgeprune.train.hooks.TrainingHooks`, so the training loop drives it like any other
+It is a :class:`~edgeprune.training.hooks.TrainingHooks`, so the training loop drives it like any other
 hook, in Distiller's callback order: pruners compute masks at ``on_epoch_begin``, pruning policies apply
 them (and thinning runs) at ``on_minibatch_begin``, regularizers add their loss before the backward
 pass, every mask is re-applied after every optimizer step for the rest of training, and LR policies set
 the learning rate at ``on_epoch_end``. Its state (masks, per-policy state, LR scheduler state) goes into
-every checkpoint, so a resumed run continues exactly.
+every checkpoint, together with the schedule itself, so a resumed run continues exactly, and one whose
+schedule file was edited in between is refused or continues under the edit as the user chose
+(:mod:`edgeprune.schedule.resume`).
 """
 
 from __future__ import annotations
@@ -24,7 +26,17 @@ from edgeprune.pruning.remover import StructureRemover
 from edgeprune.schedule.build import build_policies, check_structure_coupling
 from edgeprune.schedule.config import ScheduleSpec, load_schedule
 from edgeprune.schedule.policies import LRPolicy, Policy, ScheduleContext
-from edgeprune.train.hooks import TrainingHooks
+from edgeprune.schedule.resume import (
+    ON_CHANGE,
+    START_OVER,
+    ScheduleChange,
+    ScheduleChangedError,
+    check_on_change,
+    matching_policies,
+    schedule_changes,
+    schedule_document,
+)
+from edgeprune.training.hooks import TrainingHooks
 
 MASKER_FLAGS = ("use_double_copies", "mask_on_forward_only")  # what pruning policies set on maskers
 
@@ -36,13 +48,18 @@ class CompressionScheduler(TrainingHooks):
     ``input_shape`` (C, H, W; default ``model.input_shape``) is what thinning traces the model with.
     ``batches`` (an iterable of training batches) feeds the activation statistics of activation-ranked
     pruners; only a few batches are used. ``owns_lr`` tells the training loop to leave the LR alone when
-    the schedule has LR policies.
+    the schedule has LR policies. ``on_change`` says what :meth:`load_state_dict` does with a state saved
+    under a different schedule: ``refuse`` (raise :class:`ScheduleChangedError`) or ``continue`` (under
+    this schedule; then ``changes`` lists the differences and ``restarted`` the policies that start afresh).
     """
 
     def __init__(self, model: nn.Module, schedule: ScheduleSpec | str | Path,
                  optimizer: torch.optim.Optimizer | None = None, input_shape: Sequence[int] | None = None, *,
-                 batches: Iterable[Any] | None = None) -> None:
+                 batches: Iterable[Any] | None = None, on_change: str = ON_CHANGE[0]) -> None:
         self.spec = schedule if isinstance(schedule, ScheduleSpec) else load_schedule(schedule)
+        self.on_change = check_on_change(on_change)
+        self.changes: list[ScheduleChange] = []
+        self.restarted: list[Policy] = []
         self.model = model
         self.zeros_mask_dict = create_model_masks_dict(model)
         shape = input_shape or getattr(model, "input_shape", None)
@@ -157,7 +174,40 @@ class CompressionScheduler(TrainingHooks):
             "maskers": {name: {flag: getattr(masker, flag) for flag in MASKER_FLAGS}
                         for name, masker in self.zeros_mask_dict.items()},
             "policies": [policy.state_dict() for policy in self.policies],
+            "policy_index": [self._yaml_index[id(policy.spec)] for policy in self.policies],
+            "schedule": schedule_document(self.spec),
         }
+
+    @property
+    def _yaml_index(self) -> dict[int, int]:
+        return {id(spec): i for i, spec in enumerate(self.spec.policies)}
+
+    def _saved_states(self, state: dict[str, Any]) -> list[dict[str, Any] | None]:
+        """The saved state of each of this schedule's policies (None: it starts afresh).
+
+        A checkpoint without a recorded schedule (older ones, Distiller's) is matched by position. One with
+        a schedule is compared with this one first: see :mod:`edgeprune.schedule.resume`.
+        """
+        states = state.get("policies")
+        saved = state.get("schedule")
+        if saved is None or states is None:
+            if states is not None and len(states) != len(self.policies):
+                raise CheckpointError(f"The checkpoint's schedule had {len(states)} policies, this one has "
+                                      f"{len(self.policies)}.", hint="Resume with the schedule the run started with.")
+            return list(states or [None] * len(self.policies))
+        current = schedule_document(self.spec)
+        self.changes = schedule_changes(saved, current)
+        if self.changes and self.on_change == "refuse":
+            raise ScheduleChangedError(
+                f"{self.spec.source.filename} differs from the schedule this run was trained under, so it cannot "
+                "resume as saved:", changes=self.changes,
+                hint="Rerun with --schedule-changed continue to train the remaining epochs under the edited "
+                     f"schedule, undo the edit to resume exactly, {START_OVER}.")
+        saved_by_yaml = dict(zip(state["policy_index"], states, strict=True))
+        match, index = matching_policies(saved, current), self._yaml_index
+        restored = [saved_by_yaml.get(match[index[id(p.spec)]]) for p in self.policies]  # type: ignore[arg-type]
+        self.restarted = [p for p, s in zip(self.policies, restored, strict=True) if s is None]
+        return restored
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict` (a Distiller ``compression_sched`` with only ``masks_dict`` works too)."""
@@ -171,10 +221,7 @@ class CompressionScheduler(TrainingHooks):
                 raise CheckpointError(f"The checkpoint's mask for {name!r} is {tuple(mask.shape)}, but the weight "
                                       f"is {tuple(params[name].shape)}.",
                                       hint="Resume with the same architecture (and thinning) as the saved run.")
-        policy_states = state.get("policies")
-        if policy_states is not None and len(policy_states) != len(self.policies):
-            raise CheckpointError(f"The checkpoint's schedule had {len(policy_states)} policies, this one has "
-                                  f"{len(self.policies)}.", hint="Resume with the schedule the run started with.")
+        policy_states = self._saved_states(state)
         for name, mask in masks.items():
             self.zeros_mask_dict[name].mask = None if mask is None else mask.to(params[name].device)
         for name, flags in state.get("maskers", {}).items():
@@ -182,5 +229,6 @@ class CompressionScheduler(TrainingHooks):
             if masker is not None:
                 for flag in MASKER_FLAGS:
                     setattr(masker, flag, bool(flags.get(flag, False)))
-        for policy, policy_state in zip(self.policies, policy_states or [], strict=False):
-            policy.load_state_dict(policy_state)
+        for policy, policy_state in zip(self.policies, policy_states, strict=True):
+            if policy_state is not None:
+                policy.load_state_dict(policy_state)

@@ -21,8 +21,10 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StrictStr, ValidationError
 
+from edgeprune.distillation import DENSE, DistillConfig, distill_config
 from edgeprune.errors import ConfigError, closest
 from edgeprune.fileio import read_config_text
+from edgeprune.runtime.backends.ov_backend import OPSET_2022_3
 from edgeprune.schedule.config import (
     KeyPath,
     ScheduleError,
@@ -32,8 +34,9 @@ from edgeprune.schedule.config import (
     load_yaml,
     pydantic_error,
 )
-from edgeprune.sweep.space import BOUNDED, GRID_KINDS, KINDS, QUANTISED, ParamSpec, SearchSpace
-from edgeprune.train.distill import DENSE, DistillConfig, distill_config
+from edgeprune.sweep.space import BOUNDED, GRID_KINDS, KINDS, QUANTISED, ParamSpec, SearchSpace, param_key_path
+from edgeprune.sweep.template import check_template
+from edgeprune.tracking.settings import MlflowSettings, TrackingSettings, WandbSettings
 
 METHODS = ("grid", "random", "bayes")
 # What one trial of the built-in pipeline measures; EPOCH_METRICS are also reported after every retraining epoch.
@@ -118,7 +121,7 @@ class TrainSettings(_Section):
 
 class RetrainSettings(TrainSettings):
     """Each trial's retraining, optionally distilled from a teacher (Distiller's ``--kd-*``, see
-    :mod:`edgeprune.train.distill`): ``kd_teacher: dense`` learns from the dense model the trial was pruned from."""
+    :mod:`edgeprune.training.distill`): ``kd_teacher: dense`` learns from the dense model the trial was pruned from."""
 
     kd_teacher: str | None = None
     kd_temp: float | None = None
@@ -146,12 +149,13 @@ class ExportSettings(_Section):
 
     model_config = ConfigDict(extra="forbid", strict=False)
     exporter: Literal["dynamo", "torchscript"] = "torchscript"  # ~4x faster to export; the parity check guards it
-    opset: int | None = None
+    # The hand-over: an opset every consumer's runtime reads, OpenVINO 2022.3 LTS (the Neural Compute Stick 2's) too.
+    opset: int | None = OPSET_2022_3
     parity_images: int = Field(default=64, ge=1)
 
 
 class BenchmarkSettings(_Section):
-    """How each trial's ONNX model is measured: :func:`edgeprune.bench.run.bench_model`'s protocol, kept short."""
+    """How each trial's ONNX model is measured: :func:`edgeprune.jobs.bench.bench_model`'s protocol, kept short."""
 
     model_config = ConfigDict(extra="forbid", strict=False)
     backend: Literal["onnxruntime", "openvino"] = "onnxruntime"  # both run the ONNX artifact
@@ -161,26 +165,6 @@ class BenchmarkSettings(_Section):
     niter: int = Field(default=100, ge=1)
     warmup: int = Field(default=10, ge=0)
     budget_s: float = Field(default=5.0, ge=0)
-
-
-class WandbSettings(_Section):
-    """The WandB tracker: offline unless ``mode: online`` (or ``WANDB_MODE``) says otherwise; off when ``CI=true``."""
-
-    project: str | None = None
-    entity: str | None = None
-    mode: Literal["online", "offline"] | None = None
-
-
-class MlflowSettings(_Section):
-    """The MLflow tracker; its default store is ``sqlite:///RUN_DIR/mlflow.db``."""
-
-    tracking_uri: str | None = None
-    experiment: str | None = None
-
-
-class TrackingSettings(_Section):
-    wandb: WandbSettings | None = None
-    mlflow: MlflowSettings | None = None
 
 
 SECTION_MODELS: dict[str, type[BaseModel]] = {
@@ -458,11 +442,6 @@ def _check_mode(cfg: SweepConfig, data: Mapping[str, Any], source: SweepSource) 
         raise source.error(("sampler",), "'sampler' chooses the model of method 'bayes' only")
 
 
-def param_key_path(p: ParamSpec) -> KeyPath:
-    """Where a (possibly nested) parameter is written: ``parameters.a.parameters.b``."""
-    return tuple(part for key in p.path for part in ("parameters", key))
-
-
 def _check_grid(cfg: SweepConfig, source: SweepSource) -> None:
     for p in cfg.space.params:
         if cfg.method == "grid" and p.kind not in GRID_KINDS:
@@ -478,8 +457,6 @@ def _resolve(path: str, base: Path) -> str:
 
 def validate_sweep(data: Any, source: SweepSource) -> SweepConfig:
     """Check a loaded sweep document; relative paths are taken from the sweep file's directory."""
-    from edgeprune.sweep.template import check_template
-
     if not isinstance(data, Mapping):
         raise source.error((), "a sweep file is a YAML mapping with 'method', 'metric' and 'parameters', got "
                            f"{'an empty file' if data is None else type(data).__name__}")
@@ -522,7 +499,7 @@ def validate_sweep(data: Any, source: SweepSource) -> SweepConfig:
         cfg.model = _resolve(cfg.model, base)
         cfg.data = _resolve(cfg.data, base)
         cfg.schedule_template = _resolve(cfg.schedule_template, base)
-        cfg._template = check_template(cfg, ("schedule_template",))
+        cfg._template = check_template(Path(cfg.schedule_template), cfg.space, source, ("schedule_template",))
         _check_distillation(cfg, source, base)
     return cfg
 

@@ -53,6 +53,7 @@ from edgeprune.errors import EdgepruneError
 from edgeprune.sweep.analysis import analyse
 from edgeprune.sweep.config import SweepConfig
 from edgeprune.sweep.hyperband import metric_series, should_stop
+from edgeprune.sweep.live import publish_live_views
 from edgeprune.sweep.storage import open_storage, redact
 
 LEASE_S = 60.0
@@ -276,13 +277,18 @@ class SweepStudy:
         return None
 
     def complete(self, trial: Trial | int, metrics: dict[str, float], **attrs: Any) -> None:
-        """Tell the objectives; store every metric and the artifacts; recompute importance and correlation.
+        """Tell the objectives; store every metric and the artifacts; recompute importance, correlation and the
+        live dashboard's figures.
 
         ``trial`` may be a number: the trial may have been asked by another process (a remote producer).
         """
         number = self._set_attrs(trial, {"metrics": metrics, **attrs})
         self.study.tell(number, [float(metrics[o.name]) for o in self.cfg.directions])
         self.refresh_analysis()
+        try:  # edgeprune's figures on the live dashboard; the result is told already and must stay so
+            publish_live_views(self.study, self.storage_url)
+        except Exception as exc:  # a locked or unreachable storage: the next result or dashboard redraws them
+            warnings.warn(f"trial {number}: the live dashboard's figures were not updated: {exc}", stacklevel=2)
 
     def fail(self, trial: Trial | int, error: str, *, pruned: bool = False, **attrs: Any) -> None:
         number = self._set_attrs(trial, {"error": error, **attrs})

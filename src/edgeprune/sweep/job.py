@@ -17,6 +17,8 @@ from edgeprune.errors import EdgepruneError
 from edgeprune.fileio import sha256_file, write_text
 from edgeprune.sweep.config import BenchmarkSettings, ExportSettings, RetrainSettings
 
+JOB_FILE = "job.json"  # a TrialJob's name in its trial directory
+
 
 class ArtifactError(EdgepruneError):
     """A trial artifact that is missing or differs from the one its job was produced with."""
@@ -51,6 +53,14 @@ class TrialRequest(_Message):
     threads: int = 1
 
 
+class ArtifactFormat(_Message):
+    """What the artifact is, so a consumer whose runtime cannot read it can say exactly why."""
+
+    format: str = "onnx"
+    opset: int
+    exporter: str
+
+
 class TrialJob(_Message):
     """A produced trial, ready to be measured: the ONNX artifact (path + SHA-256), metrics so far, settings."""
 
@@ -66,6 +76,7 @@ class TrialJob(_Message):
     history: list[dict[str, float]]
     benchmark: BenchmarkSettings
     host: str
+    artifact_format: ArtifactFormat | None = None  # None in jobs of earlier versions
 
     def verified_artifact(self) -> Path:
         """The artifact's path, after checking it is the very file that was produced."""

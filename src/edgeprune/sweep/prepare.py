@@ -15,18 +15,22 @@ from pathlib import Path
 
 from rich.console import Console
 
+from edgeprune.data import load_dataset
+from edgeprune.jobs.export import export_model
+from edgeprune.jobs.inputs import load_model_for_data, normalization_for
+from edgeprune.jobs.train import evaluate_model, train_model
+from edgeprune.models.checkpoint import save_checkpoint
+from edgeprune.models.summary import model_summary
+from edgeprune.schedule.timeline import timeline
 from edgeprune.sweep.config import SweepConfig
+from edgeprune.sweep.template import TemplateError, render
+from edgeprune.training.loop import TrainConfig
+from edgeprune.training.seeding import seed_everything
 
 
 def prepare_base(cfg: SweepConfig, run_dir: Path, console: Console) -> str:
     """The dense checkpoint every trial prunes: the given one, or a zoo model built for the data and pre-trained
     once (``pretrain.epochs``, resumable; 0 keeps its seeded initial weights)."""
-    from edgeprune.data import load_dataset
-    from edgeprune.models.checkpoint import save_checkpoint
-    from edgeprune.train.loop import TrainConfig
-    from edgeprune.train.run import load_model_for_data, normalization_for, train_model
-    from edgeprune.train.seeding import seed_everything
-
     assert cfg.model is not None
     p, out = cfg.pretrain, run_dir / "base" / "checkpoint.pth"
     if Path(cfg.model).is_file():
@@ -50,11 +54,6 @@ def prepare_base(cfg: SweepConfig, run_dir: Path, console: Console) -> str:
 
 def preflight(cfg: SweepConfig, base: str) -> None:
     """Render the template with representative values and build it on the model: a typo fails now, not N times."""
-    from edgeprune.data import load_dataset
-    from edgeprune.schedule import timeline
-    from edgeprune.sweep.template import TemplateError, render
-    from edgeprune.train.run import load_model_for_data
-
     assert cfg.template_text is not None and cfg.schedule_template is not None
     _, spec = render(cfg.template_text, cfg.space.preview(), cfg.schedule_template, label="the preview values")
     model = load_model_for_data(base, load_dataset(cfg.data, "train")).model
@@ -69,11 +68,6 @@ def preflight(cfg: SweepConfig, base: str) -> None:
 
 def dense_reference(cfg: SweepConfig, model: str, out_dir: Path) -> tuple[dict[str, float], Path]:
     """The dense model's top-1/top-5/loss, MACs and weights, and its parity-checked ONNX file (for its latency)."""
-    from edgeprune.analysis.summary import model_summary
-    from edgeprune.data import load_dataset
-    from edgeprune.export.job import export_model
-    from edgeprune.train.run import evaluate_model, load_model_for_data
-
     scores = evaluate_model(model, cfg.data).metrics
     loaded = load_model_for_data(model, load_dataset(cfg.data, "test"))
     summary = model_summary(loaded.model, arch=loaded.arch)

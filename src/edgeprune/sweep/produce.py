@@ -22,13 +22,15 @@ import torch
 from rich.console import Console
 
 from edgeprune.fileio import write_text
+from edgeprune.jobs.export import export_model
+from edgeprune.jobs.prune import prune_model
+from edgeprune.jobs.train import evaluate_model, train_model
 from edgeprune.sweep.engine import AskedTrial, SweepStudy
 from edgeprune.sweep.hyperband import metric_series
-from edgeprune.sweep.job import TrialJob, TrialRequest, sha256_file
+from edgeprune.sweep.job import JOB_FILE, ArtifactFormat, TrialJob, TrialRequest, sha256_file
 from edgeprune.sweep.template import render
-from edgeprune.train.hooks import TrainingHooks
-
-JOB_FILE = "job.json"
+from edgeprune.training.hooks import TrainingHooks
+from edgeprune.training.loop import TrainConfig
 
 
 class EpochRecorder(TrainingHooks):
@@ -49,11 +51,6 @@ class EpochRecorder(TrainingHooks):
 
 def produce(request: TrialRequest, hooks: Sequence[TrainingHooks] = ()) -> TrialJob:
     """Run the PRODUCE half for ``request``; writes everything into ``request.out_dir``."""
-    from edgeprune.export.job import export_model
-    from edgeprune.schedule.oneshot import prune_model
-    from edgeprune.train.loop import TrainConfig
-    from edgeprune.train.run import evaluate_model, train_model
-
     torch.set_num_threads(request.threads)
     out = Path(request.out_dir)
     schedule = out / "schedule.yaml"
@@ -84,7 +81,7 @@ def produce(request: TrialRequest, hooks: Sequence[TrainingHooks] = ()) -> Trial
         checkpoint=str(Path(checkpoint).resolve()), schedule=str(schedule.resolve()),
         input_shape=list(summary.input_shape), metrics=metrics,
         history=[{k: float(v) for k, v in h.items()} for h in history], benchmark=request.benchmark,
-        host=socket.gethostname(),
+        host=socket.gethostname(), artifact_format=ArtifactFormat(opset=exported.opset, exporter=e.exporter),
     )
     job.write(out / JOB_FILE)
     return job

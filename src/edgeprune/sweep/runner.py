@@ -26,7 +26,7 @@ import optuna
 from rich.console import Console
 
 from edgeprune.errors import ConfigError
-from edgeprune.sweep.config import SweepConfig, WandbSettings
+from edgeprune.sweep.config import SweepConfig
 from edgeprune.sweep.engine import LEASE_S, MAX_INITIAL_FAILURES, AskedTrial, SweepStudy
 from edgeprune.sweep.process import TrialOutput, TrialProcess, build_command, new_run_id, write_wandb_params
 from edgeprune.sweep.progress import (
@@ -42,6 +42,8 @@ from edgeprune.sweep.progress import (
 )
 from edgeprune.sweep.storage import default_url
 from edgeprune.tracking import Trackers, make_trackers
+from edgeprune.tracking.settings import WandbSettings
+from edgeprune.tracking.wandb_tracker import wandb_mode
 
 POLL_S = 0.5
 
@@ -136,8 +138,6 @@ class SweepRunner:
         return True
 
     def _launch(self, asked: AskedTrial, trial_dir: Path) -> TrialProcess:
-        from edgeprune.tracking.wandb_tracker import wandb_mode
-
         cfg = self.cfg
         run_id, sweep_id = new_run_id(asked.number), _sweep_id(cfg.study_name)
         params_dir = trial_dir / "wandb" / f"sweep-{sweep_id}"

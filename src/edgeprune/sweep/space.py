@@ -29,6 +29,8 @@ from typing import Any
 
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
+from edgeprune.schedule.config import KeyPath
+
 # The quantile never reaches 0 or 1, where the inverse CDF of an unbounded law is infinite (±6 sigma).
 QUANTILE_EPS = 1e-9
 
@@ -217,3 +219,8 @@ class SearchSpace:
 
     def preview(self) -> dict[str, Any]:
         return {p.name: p.preview_value() for p in self.params}
+
+
+def param_key_path(p: ParamSpec) -> KeyPath:
+    """Where a (possibly nested) parameter is written: ``parameters.a.parameters.b``."""
+    return tuple(part for key in p.path for part in ("parameters", key))

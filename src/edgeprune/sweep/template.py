@@ -15,12 +15,11 @@ import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from edgeprune.schedule.config import KeyPath, ScheduleError, ScheduleSpec, parse_schedule
-
-if TYPE_CHECKING:
-    from edgeprune.sweep.config import SweepConfig
+from edgeprune.errors import closest
+from edgeprune.schedule.config import KeyPath, ScheduleError, ScheduleSource, ScheduleSpec, parse_schedule
+from edgeprune.sweep.space import SearchSpace, param_key_path
 
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_.-]*)\}")
 OPENING = "${"
@@ -47,20 +46,18 @@ def placeholders(text: str, filename: str) -> dict[str, list[tuple[int, int]]]:
     return found
 
 
-def check_template(cfg: SweepConfig, path: KeyPath) -> str:
-    """Read the template and check it against the parameters: every placeholder defined, every parameter used."""
-    from edgeprune.errors import closest
-    from edgeprune.sweep.config import param_key_path
+def check_template(template: Path, space: SearchSpace, source: ScheduleSource, path: KeyPath) -> str:
+    """Read the template and check it against the parameters: every placeholder defined, every parameter used.
 
-    assert cfg.schedule_template is not None
-    template = Path(cfg.schedule_template)
+    ``source`` locates the sweep file's own keys (``path`` is where the template is named) for the errors.
+    """
     try:
         text = template.read_text(encoding="utf-8")
     except OSError as exc:
-        raise cfg.source.error(path, f"cannot read the schedule template {str(template)!r}: "
+        raise source.error(path, f"cannot read the schedule template {str(template)!r}: "
                                f"{exc.strerror or exc}") from None
     found = placeholders(text, str(template))
-    names = cfg.space.names
+    names = space.names
     for name, spots in found.items():
         if name not in names:
             line, column = spots[0]
@@ -68,11 +65,11 @@ def check_template(cfg: SweepConfig, path: KeyPath) -> str:
             raise TemplateError(f"placeholder ${{{name}}} has no sweep parameter"
                                 + (f"; did you mean {close[0]!r}?" if close else ""), file=str(template),
                                 line=line, column=column, hint=f"Sweep parameters: {', '.join(names)}.")
-    for p in cfg.space.params:
+    for p in space.params:
         if p.name not in found:
-            raise cfg.source.error(param_key_path(p), f"parameter {p.name!r} is never used: the schedule "
+            raise source.error(param_key_path(p), f"parameter {p.name!r} is never used: the schedule "
                                    f"template has no ${{{p.name}}}", hint="Use it in the template, or remove it.")
-    render(text, cfg.space.preview(), str(template), label="the preview values")  # fails for every trial
+    render(text, space.preview(), str(template), label="the preview values")  # fails for every trial
     return text
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from edgeprune.sweep.config import MlflowSettings
 from edgeprune.tracking.base import Tracker
+from edgeprune.tracking.settings import MlflowSettings
 
 STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
 

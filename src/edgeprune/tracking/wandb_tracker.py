@@ -12,8 +12,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from edgeprune.sweep.config import WandbSettings
 from edgeprune.tracking.base import Tracker
+from edgeprune.tracking.settings import WandbSettings
 
 
 def wandb_mode(settings: WandbSettings) -> str | None:

@@ -1,0 +1,50 @@
+"""What the CLI prints: every table has its JSON, and tables stay whole when stdout is not a terminal."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import Any
+
+import typer.main
+
+from edgeprune.cli import app
+from edgeprune.models import create_model
+from edgeprune.models.summary import model_summary
+
+from .conftest import run_cli
+
+# Commands that print no table: a line of numbers, paths written, or progress on stderr.
+NO_TABLE = {"train", "sensitivity", "show filters", "show kernels", "show widths", "show macs", "show graph",
+            "agent producer", "agent consumer", "agent janitor"}
+
+
+def _commands(command: Any, prefix: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Every command of the CLI by its full name (``schedule check``)."""
+    subcommands = getattr(command, "commands", None)  # a group's
+    if subcommands is None:
+        return {" ".join(prefix): command}
+    return {name: cmd for sub, group in subcommands.items() for name, cmd in _commands(group, (*prefix, sub)).items()}
+
+
+def test_every_command_that_prints_a_table_has_json() -> None:
+    """``summary --sparsity --json`` once dropped the sparsity table; prune, schedule check and suggest, a run
+    report, sweep status and the demo's summary had no JSON at all."""
+    commands = _commands(typer.main.get_command(app))
+    without = {name for name, cmd in commands.items() if not any("--json" in p.opts for p in cmd.params)}
+    assert without == NO_TABLE, "a new command prints a table? give it --json, or list it in NO_TABLE"
+    assert set(json.loads(run_cli("models", "resnet2*", "--json").stdout)) == {"resnet20_cifar"}
+
+
+def test_cli_tables_print_full_width_when_piped() -> None:
+    """``edgeprune summary ... | less`` truncated names to ``layer1…`` at 80 columns."""
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"} | {"NO_COLOR": "1"}
+    result = subprocess.run([sys.executable, "-m", "edgeprune", "summary", "resnet56_cifar"], capture_output=True,
+                            text=True, env=env, stdin=subprocess.DEVNULL, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "…" not in result.stdout
+    names = [layer.name for layer in model_summary(create_model("resnet56_cifar")).layers]
+    assert all(f"│ {name} " in result.stdout for name in names)
+    assert "│ (1, 64, 8, 8)" in result.stdout and "│ 1,179,648 │" in result.stdout  # OFM and MACs columns too
