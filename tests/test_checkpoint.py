@@ -57,8 +57,8 @@ def test_plain_state_dict_with_module_prefix(tmp_path) -> None:
 
 def test_shape_mismatch_names_layer_and_both_shapes(tmp_path) -> None:
     torch.save(create_model("resnet20_cifar").state_dict(), tmp_path / "r20.pth")
-    with pytest.raises(CheckpointError, match=r"(?s)does not fit architecture 'vgg16_cifar'") as exc:
-        resolve_model(str(tmp_path / "r20.pth"), arch="vgg16_cifar")
+    with pytest.raises(CheckpointError, match=r"(?s)does not fit architecture 'vgg16_bn_cifar'") as exc:
+        resolve_model(str(tmp_path / "r20.pth"), arch="vgg16_bn_cifar")
     assert "missing" in str(exc.value)
     sd = create_model("resnet20_cifar").state_dict()
     sd["fc.weight"] = torch.zeros(10, 65)

@@ -18,7 +18,7 @@ from .conftest import run_cli
 
 # Commands that print no table: a line of numbers, paths written, or progress on stderr.
 NO_TABLE = {"train", "sensitivity", "show filters", "show kernels", "show widths", "show macs", "show graph",
-            "agent producer", "agent consumer", "agent janitor"}
+            "agent producer", "agent consumer", "agent janitor", "dashboard"}
 
 
 def _commands(command: Any, prefix: tuple[str, ...] = ()) -> dict[str, Any]:

@@ -113,7 +113,7 @@ def test_the_dashboard_serves_results_told_elsewhere_as_they_arrive(storage_url:
     tells a result; edgeprune's front on the dashboard's API follows without restarting anything — drawn by the
     teller, or by the dashboard itself when the teller lacks the extra."""
     study = told_study(storage_url, RESULTS[:2])
-    dashboard = open_dashboard(storage_url, port=0)
+    dashboard = open_dashboard(storage_url, study.cfg.study_name, port=0)  # a shared database holds others
     server = threading.Thread(target=dashboard.serve, args=(Console(file=io.StringIO()),), daemon=True)
     server.start()
     try:

@@ -151,7 +151,7 @@ def test_round_to_keeps_multiples_and_costs_the_covering_measurement(tmp_path) -
 
 
 def test_macs_per_filter_is_exact_for_convs_linears_and_flatten(tmp_path) -> None:
-    for arch in ("resnet20_cifar", "simplenet_cifar", "vgg16_cifar"):
+    for arch in ("resnet20_cifar", "simplenet_cifar", "vgg16_bn_cifar"):
         model = create_model(arch)
         graph = channel_graph(model, model.input_shape)
         weights = [n for n, p in model.named_parameters() if p.dim() == 4]

@@ -121,7 +121,7 @@ def test_simplenet_conv1_filters_with_bias() -> None:
 @pytest.mark.parametrize(("first", "second"), [("features.0", "features.3"), ("features.30", "features.34"),
                                                ("features.37", "features.40")])
 def test_vgg16_conv_pairs(first: str, second: str) -> None:
-    model = create_model("vgg16_cifar")
+    model = create_model("vgg16_bn_cifar")
     masks = create_model_masks_dict(model)
     channels = modules(model)[first].out_channels
     k = int(0.1 * channels)
@@ -139,7 +139,7 @@ def test_vgg16_conv_pairs(first: str, second: str) -> None:
                          ids=["sgd-momentum", "adam"])
 def test_vgg16_conv_to_linear_with_grads_and_optimizer_state(make_optimizer) -> None:
     torch.manual_seed(0)
-    model = create_model("vgg16_cifar")
+    model = create_model("vgg16_bn_cifar")
     masks = create_model_masks_dict(model)
     optimizer = make_optimizer(model)
     train_step(model, optimizer, (3, 32, 32))  # grads and momentum / Adam moments exist before thinning
@@ -214,7 +214,7 @@ def test_prune_all_filters_raises(ratio: float) -> None:
 @pytest.mark.parametrize(("arch", "producer", "bn", "consumer"), [
     ("resnet20_cifar", "layer1.0.conv1", "layer1.0.bn1", "layer1.0.conv2"),
     ("simplenet_cifar", "conv1", None, "conv2"),
-    ("vgg16_cifar", "features.0", "features.1", "features.3"),
+    ("vgg16_bn_cifar", "features.0", "features.1", "features.3"),
 ])
 def test_arbitrary_channel_pruning_and_checkpoint_round_trips(tmp_path, arch, producer, bn, consumer) -> None:
     torch.manual_seed(0)

@@ -41,7 +41,7 @@ err = Console(stderr=True)
 
 ModelArg = Annotated[str, typer.Argument(help="Zoo name, package.module:factory, or a checkpoint file.")]
 DataOpt = Annotated[str, typer.Option("--data", "-d", help="'digits' (built in), or a CIFAR/MNIST/image-folder "
-                                                            "directory or .tar.gz.")]
+                                                            "directory or .tar.gz; options: PATH?size=224&per_class=N")]
 ArchOpt = Annotated[str | None, typer.Option("--arch", help="Architecture of a checkpoint that does not name it.")]
 ScheduleOpt = Annotated[Path | None, typer.Option("--schedule", "-s", help="Distiller-format compression schedule.")]
 KdTempOpt = Annotated[float | None, typer.Option("--kd-temp", "--kd-temperature",

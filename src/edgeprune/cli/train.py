@@ -39,7 +39,8 @@ def train(
     weight_decay: Annotated[float, typer.Option(help="Weight decay.")] = 5e-4,
     lr_schedule: Annotated[str, typer.Option(help="constant | cosine | step.")] = "cosine",
     augment: Annotated[bool | None, typer.Option(
-        help="Pad-4 random crop + horizontal flip (default: on for colour images, off for grey ones).")] = None,
+        help="Pad-4 random crop + horizontal flip; random-resized crop + flip for data loaded with ?size=N "
+             "(default: on for colour images, off for grey ones).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of every random stream (recorded in checkpoints).")] = 0,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda[:N].")] = "auto",
     channels_last: Annotated[bool, typer.Option(help="Use the channels_last memory format.")] = False,

@@ -16,6 +16,13 @@ Augmentation (``augment=True``) is the standard CIFAR recipe: zero-pad by 4 pixe
 ``H x W`` crop, flip horizontally with probability 0.5. It runs on uint8 before normalisation, so
 padded pixels are 0 (black) before ``(x/255 - mean)/std``, exactly like torchvision's
 ``RandomCrop(padding=4)`` applied to the PIL image followed by ``Normalize``.
+
+A data set with a ``crop`` (loaded with ``?size=N``, images stored larger) gets ImageNet's transforms
+instead: training takes a random-resized crop (area 8-100 % of the stored image, aspect ratio 3/4-4/3,
+torchvision's ``RandomResizedCrop``; the stored image is the centre square of the original) resampled
+bilinearly to ``crop`` x ``crop`` by one batched ``grid_sample``, flipped with probability 0.5;
+evaluation (``augment=False``) takes the centre ``crop`` square, which for images stored at 256 is
+"resize 256, centre crop 224" exactly.
 """
 
 from __future__ import annotations
@@ -25,12 +32,15 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-from edgeprune.data.dataset import ImageDataset
+from edgeprune.data.dataset import ImageDataset, centre_square
 from edgeprune.errors import ConfigError
 
 PAD = 4
 _SHUFFLE, _AUGMENT = 0, 1
+#: torchvision's RandomResizedCrop defaults: area fraction and aspect-ratio range, and tries per image.
+RRC_SCALE, RRC_RATIO, RRC_TRIES = (0.08, 1.0), (3 / 4, 4 / 3), 10
 
 
 def _derive_seed(*parts: int) -> int:
@@ -67,6 +77,9 @@ class BatchLoader:
         if int(batch_size) < 1:
             raise ConfigError(f"batch_size must be at least 1, got {batch_size}.")
         _, h, w, c = ds.images.shape
+        self.crop = ds.crop
+        if self.crop is not None:  # the model sees crop x crop; the stored images are larger
+            h = w = self.crop
         mean_c = _per_channel(mean, c, "mean")
         std_c = _per_channel(std, c, "std")
         if any(not s > 0 for s in std_c):
@@ -121,6 +134,13 @@ class BatchLoader:
                 idx = order[start:stop]
                 x = self._images.index_select(0, idx)
                 y = self._labels.index_select(0, idx)
+            if self.crop is not None:
+                if self.augment:
+                    gen.manual_seed(_derive_seed(self.seed, self.epoch, _AUGMENT, k))
+                    yield self._normalise(self._random_resized_crop(x, gen)), y
+                else:
+                    yield self._normalise(centre_square(x, self.crop)), y
+                continue
             if self.augment:
                 gen.manual_seed(_derive_seed(self.seed, self.epoch, _AUGMENT, k))
                 x = self._crop_flip(x, gen)
@@ -140,12 +160,38 @@ class BatchLoader:
         cols = torch.where(flip[:, None], self._cols_flipped, self._cols) + offsets[1][:, None]
         return torch.gather(picked, 2, cols[:, None, :, None].expand(b, h, w, c))
 
+    def _random_resized_crop(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """RandomResizedCrop + flip of a uint8 (B, H, W, C) batch; float (B, crop, crop, C) in 0..255 back."""
+        b, h, w, c = x.shape
+        area = h * w * (RRC_SCALE[0] + (RRC_SCALE[1] - RRC_SCALE[0]) * torch.rand(b, RRC_TRIES, generator=gen))
+        log_lo, log_hi = math.log(RRC_RATIO[0]), math.log(RRC_RATIO[1])
+        ratio = torch.exp(log_lo + (log_hi - log_lo) * torch.rand(b, RRC_TRIES, generator=gen))
+        bw, bh = (area * ratio).sqrt(), (area / ratio).sqrt()
+        fits = (bw <= w) & (bh <= h)
+        first = fits.int().argmax(1)  # the first try that fits, as torchvision takes it
+        pick = torch.arange(b)
+        bw = torch.where(fits.any(1), bw[pick, first], torch.full((b,), float(min(h, w))))
+        bh = torch.where(fits.any(1), bh[pick, first], torch.full((b,), float(min(h, w))))
+        left = (w - bw) * torch.rand(b, generator=gen)
+        top = (h - bh) * torch.rand(b, generator=gen)
+        flip = torch.where(torch.rand(b, generator=gen) < 0.5, -1.0, 1.0)
+        # Output pixel grid in [-1, 1] -> the box in the input's [-1, 1] (align_corners=False convention).
+        theta = torch.zeros(b, 2, 3)
+        theta[:, 0, 0] = bw / w * flip
+        theta[:, 0, 2] = (2 * left + bw) / w - 1
+        theta[:, 1, 1] = bh / h
+        theta[:, 1, 2] = (2 * top + bh) / h - 1
+        grid = F.affine_grid(theta, [b, c, self.crop, self.crop], align_corners=False)
+        src = x.permute(0, 3, 1, 2).float()
+        out = F.grid_sample(src, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        return out.permute(0, 2, 3, 1)
+
     def _normalise(self, x: torch.Tensor) -> torch.Tensor:
         b = x.shape[0]
         if self.channels_last:
-            out = x.float()  # (B, H, W, C) contiguous == (B, C, H, W) in channels_last memory format
+            out = x.float().contiguous()  # (B, H, W, C) contiguous == (B, C, H, W) in channels_last memory format
             out.view(b, -1).mul_(self._scale).sub_(self._shift)
             return out.permute(0, 3, 1, 2)
-        out = x.permute(0, 3, 1, 2).contiguous().float()
+        out = x.permute(0, 3, 1, 2).float().contiguous()
         out.view(b, -1).mul_(self._scale).sub_(self._shift)
         return out

@@ -64,6 +64,7 @@ def load(path: Path, key: str, source: str) -> ImageDataset | None:
                 meta["name"],
                 meta["split"],
                 source,
+                meta.get("crop"),
             )
     except Exception as exc:  # corrupt/truncated/foreign file: any failure just means "not cached"
         log.warning(
@@ -75,7 +76,7 @@ def load(path: Path, key: str, source: str) -> ImageDataset | None:
 
 def save(path: Path, key: str, ds: ImageDataset) -> None:
     """Write atomically; failure to cache (read-only home, full disk) is logged, never fatal."""
-    meta = json.dumps({"key": key, "name": ds.name, "split": ds.split, "version": FORMAT_VERSION})
+    meta = json.dumps({"key": key, "name": ds.name, "split": ds.split, "crop": ds.crop, "version": FORMAT_VERSION})
     tmp_name = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

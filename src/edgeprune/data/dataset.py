@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -24,6 +25,8 @@ class ImageDataset:
 
     ``images`` is uint8 ``(N, H, W, C)`` with ``C`` 1 (gray) or 3 (RGB); ``labels`` is int64 ``(N,)``
     with values in ``[0, len(classes))``. ``source`` is the path (or built-in name) it was loaded from.
+    ``crop``, when set, is the side of the square a model sees (ImageNet-style transforms, see
+    :class:`~edgeprune.data.batches.BatchLoader`); the stored images are larger.
     """
 
     images: np.ndarray
@@ -32,6 +35,7 @@ class ImageDataset:
     name: str
     split: str
     source: str
+    crop: int | None = None
 
     def __post_init__(self) -> None:
         # Constructed by edgeprune's loaders and by tests/user code: shape mistakes here are programming
@@ -48,6 +52,8 @@ class ImageDataset:
                 f"ImageDataset.labels must be an integer (N,) array with N={len(images)}; "
                 f"got {labels.dtype} {labels.shape}"
             )
+        if self.crop is not None and not 0 < self.crop <= min(images.shape[1:3]):
+            raise ValueError(f"ImageDataset.crop {self.crop} does not fit images of {images.shape[1:3]}")
         self.images = images
         self.labels = labels.astype(np.int64, copy=False)
         self.classes = [str(c) for c in self.classes]
@@ -60,7 +66,14 @@ class ImageDataset:
     def input_shape(self) -> tuple[int, int, int]:
         """``(C, H, W)``: the shape of one sample as a model sees it (NCHW without N)."""
         _, h, w, c = self.images.shape
+        if self.crop is not None:
+            return (int(c), self.crop, self.crop)
         return (int(c), int(h), int(w))
+
+    @property
+    def model_images(self) -> np.ndarray:
+        """The images as a model is evaluated on them: the centre ``crop`` square when set (a view)."""
+        return self.images if self.crop is None else centre_square(self.images, self.crop)
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -91,7 +104,14 @@ class ImageDataset:
                 raise ValueError(f"subset(n={n}): n must be >= 0")
             stop = len(self) if n is None else min(int(n), len(self))
             images, labels = self.images[:stop].copy(), self.labels[:stop].copy()
-        return ImageDataset(images, labels, list(self.classes), self.name, self.split, self.source)
+        return ImageDataset(images, labels, list(self.classes), self.name, self.split, self.source, self.crop)
+
+
+def centre_square(images: Any, side: int) -> Any:
+    """The centre ``side`` x ``side`` square of a ``(N, H, W, C)`` array or tensor (a view, no copy)."""
+    h, w = images.shape[1:3]
+    top, left = (h - side) // 2, (w - side) // 2
+    return images[:, top : top + side, left : left + side]
 
 
 def channel_stats(ds: ImageDataset) -> tuple[tuple[float, ...], tuple[float, ...]]:

@@ -9,7 +9,9 @@ sequential loop (~115 µs per image). Where ``fork`` is unavailable (Windows, ma
 Image mode policy: gray images give ``C = 1``, everything else is converted to RGB (``C = 3``; RGBA and
 palette images lose their alpha). A split that mixes gray and colour images becomes RGB, with the gray
 ones replicated to three channels. All images of a split must have the same size: resizing silently
-would change what the model sees, so a mismatch is an error naming two offending files.
+would change what the model sees, so a mismatch is an error naming two offending files, unless a
+``resize`` was asked for (:mod:`edgeprune.data.options`): then every image is scaled so its shorter side
+is that long and its centre square is kept, in the worker that decodes it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 
@@ -43,7 +46,33 @@ _BLOBS: list[bytes | str] = []
 _POOL_LOCK = threading.Lock()
 
 
-def _decode_one(blob: bytes | str) -> np.ndarray | str:
+def square_resize(im: Any, side: int) -> Any:
+    """A PIL image scaled (bilinear, antialiased) so its shorter side is ``side``, centre square kept."""
+    from PIL import Image
+
+    w, h = im.size
+    scale = side / min(w, h)
+    size = (max(side, round(w * scale)), max(side, round(h * scale)))
+    if size != (w, h):
+        im = im.resize(size, Image.Resampling.BILINEAR)
+    left, top = (size[0] - side) // 2, (size[1] - side) // 2
+    return im.crop((left, top, left + side, top + side)) if size != (side, side) else im
+
+
+def resize_array(images: np.ndarray, side: int) -> np.ndarray:
+    """:func:`square_resize` for every image of a decoded ``(N, H, W, C)`` uint8 array (CIFAR, idx)."""
+    from PIL import Image
+
+    if images.shape[1:3] == (side, side):
+        return images
+    out = np.empty((len(images), side, side, images.shape[3]), dtype=np.uint8)
+    for i, a in enumerate(images):
+        im = Image.fromarray(a[:, :, 0] if a.shape[2] == 1 else a)
+        out[i] = np.asarray(square_resize(im, side)).reshape(side, side, -1)
+    return out
+
+
+def _decode_one(blob: bytes | str, side: int | None = None) -> np.ndarray | str:
     """``(H, W)`` for gray, ``(H, W, 3)`` for colour, or an error description (never raises)."""
     from PIL import Image
 
@@ -51,19 +80,19 @@ def _decode_one(blob: bytes | str) -> np.ndarray | str:
         with Image.open(io.BytesIO(blob) if isinstance(blob, bytes) else blob, formats=_PIL_FORMATS) as im:
             if im.mode not in ("L", "RGB"):
                 im = im.convert("L" if im.mode in _GRAY_MODES else "RGB")
-            return np.asarray(im)
+            return np.asarray(square_resize(im, side) if side else im)
     except Exception as exc:  # any failure of an untrusted file is reported as bad data, not a crash
         return f"{type(exc).__name__}: {exc}"
 
 
 def _decode_range(
-    start: int, stop: int, blobs: list[bytes | str] | None = None
+    start: int, stop: int, blobs: list[bytes | str] | None = None, side: int | None = None
 ) -> np.ndarray | list[np.ndarray | str]:
     """The decoded images of ``blobs[start:stop]`` (default: the forked-in ``_BLOBS``): one stacked
     array when they are uniform (cheap to send back from a worker), else the per-image list for
     :func:`_assemble` to sort out."""
     source = _BLOBS if blobs is None else blobs
-    out = [_decode_one(source[i]) for i in range(start, stop)]
+    out = [_decode_one(source[i], side) for i in range(start, stop)]
     first = out[0] if out else None
     if isinstance(first, np.ndarray) and all(
         isinstance(a, np.ndarray) and a.shape == first.shape for a in out
@@ -105,8 +134,9 @@ def _progress(total: int, description: str) -> Iterator[Callable[[int], None]]:
         yield lambda n: progress.advance(task, n)
 
 
-def decode_images(blobs: list[bytes | str], names: list[str], label: str) -> np.ndarray:
-    """Decode all images into ``(N, H, W, C)`` uint8; ``names`` are used in error messages only."""
+def decode_images(blobs: list[bytes | str], names: list[str], label: str, side: int | None = None) -> np.ndarray:
+    """Decode all images into ``(N, H, W, C)`` uint8, each resized to ``side`` x ``side`` if given
+    (:func:`square_resize`); ``names`` are used in error messages only."""
     n = len(blobs)
     workers = decode_workers()
     use_pool = workers > 1 and n >= PARALLEL_MIN and "fork" in multiprocessing.get_all_start_methods()
@@ -115,13 +145,13 @@ def decode_images(blobs: list[bytes | str], names: list[str], label: str) -> np.
     chunks = [(a, min(a + step, n)) for a in range(0, n, step)]
     results: list[np.ndarray | list[np.ndarray | str] | None] = [None] * len(chunks)
     if use_pool:
-        _decode_in_pool(blobs, chunks, results, workers, label)
+        _decode_in_pool(blobs, chunks, results, workers, label, side)
     missing = [k for k, r in enumerate(results) if r is None]
     if missing:
         with _progress(n, os.path.basename(label)) as advance:
             advance(n - sum(chunks[k][1] - chunks[k][0] for k in missing))
             for k in missing:
-                results[k] = _decode_range(*chunks[k], blobs)
+                results[k] = _decode_range(*chunks[k], blobs, side)
                 advance(chunks[k][1] - chunks[k][0])
     return _assemble([r for r in results if r is not None], names, label)
 
@@ -132,6 +162,7 @@ def _decode_in_pool(
     results: list[np.ndarray | list[np.ndarray | str] | None],
     workers: int,
     label: str,
+    side: int | None,
 ) -> None:
     """Fill ``results`` from forked workers; chunks left ``None`` (pool broke) are decoded by the caller."""
     global _BLOBS
@@ -144,7 +175,7 @@ def _decode_in_pool(
                 warnings.filterwarnings("ignore", message=".*fork.*", category=DeprecationWarning)
                 pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
                 # The first submit forks all workers: do it before the progress bar starts its thread.
-                futures = {pool.submit(_decode_range, a, b): k for k, (a, b) in enumerate(chunks)}
+                futures = {pool.submit(_decode_range, a, b, None, side): k for k, (a, b) in enumerate(chunks)}
             with pool, _progress(len(blobs), os.path.basename(label)) as advance:
                 for fut in as_completed(futures):
                     k = futures[fut]
@@ -182,7 +213,7 @@ def _assemble(results: list[np.ndarray | list[np.ndarray | str]], names: list[st
             raise DataError(
                 f"{label}: images of one split must all have the same size, but {names[0]} is {_size(ref)} "
                 f"and {names[i]} is {_size(a)} (width x height).",
-                hint="Resize the images to one size before loading them (edgeprune does not resize).",
+                hint="Resize them to one size, or let the loader: DATA?resize=SIDE (?size=SIDE for a model input).",
             )
     channels = 3 if any(a.ndim == 3 for a in images) else 1
     out = np.empty((len(images), *ref.shape[:2], channels), dtype=np.uint8)

@@ -121,7 +121,7 @@ def _parity_inputs(shape: tuple[int, ...], normalize: dict[str, list[float]] | N
     count = len(test) - len(test) % (1 if dynamic_batch else batch)
     if count == 0:
         raise ShapeError(f"{data!r} has {len(test)} test images, fewer than one batch of {batch}.")
-    return prepare(test.images[:count], normalize), f"{count} test images of {data}"
+    return prepare(test.model_images[:count], normalize), f"{count} test images of {data}"
 
 
 def _ir_tolerance(tolerance: float | None, fp16: bool) -> float:

@@ -89,4 +89,4 @@ def _from_dataset(source: str, shape: tuple[int, int, int], n: int) -> BenchImag
     data = load_dataset(source, "test").subset(n)
     if data.input_shape != tuple(shape):
         raise DataError(f"its images are {data.input_shape}, the model takes {tuple(shape)}")
-    return BenchImages(data.images, "dataset", f"first {n} test images of {source}")
+    return BenchImages(data.model_images, "dataset", f"first {n} test images of {source}")

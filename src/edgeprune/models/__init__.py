@@ -56,4 +56,15 @@ def _check_kwargs(name: str, factory: Callable[..., Any], kwargs: dict[str, Any]
 
 
 # Importing the zoo modules registers their architectures.
-from edgeprune.models import mobilenet_cifar, plain_cifar, resnet_cifar, simplenet, vgg_cifar  # noqa: E402,F401
+from edgeprune.models import (  # noqa: E402,F401
+    alexnet,
+    mobilenet_cifar,
+    mobilenet_imagenet,
+    plain_cifar,
+    preresnet_cifar,
+    resnet_cifar,
+    resnet_imagenet,
+    simplenet,
+    vgg_cifar,
+    vgg_imagenet,
+)

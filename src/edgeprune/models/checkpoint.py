@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import platform
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,9 @@ from edgeprune.version import __version__
 
 FORMAT = "edgeprune.checkpoint"
 FORMAT_VERSION = 1
+# Architectures edgeprune once saved under another name: old name -> (new name, a key only the old network had).
+# edgeprune's first ``vgg16_cifar`` had BatchNorm; Distiller's (and now edgeprune's) has none.
+RENAMED_ARCHS = {"vgg16_cifar": ("vgg16_bn_cifar", "features.1.running_mean")}
 # Distiller's CIFAR-10 loader normalised with mean = std = 0.5 per channel and did not store it.
 DISTILLER_NORMALIZE = {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}
 
@@ -129,9 +133,24 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     )
 
 
+class CheckpointNotice(UserWarning):
+    """Something about a checkpoint the user should know, though it loaded (e.g. a renamed architecture)."""
+
+
+def _current_arch(path: str, arch: str, state_dict: dict[str, torch.Tensor]) -> str:
+    """The architecture's name today, with a one-line notice when the checkpoint used a former name."""
+    new, marker = RENAMED_ARCHS.get(arch, (arch, ""))
+    if new != arch and marker in state_dict:
+        warnings.warn(f"{path}: architecture {arch!r} (with BatchNorm) is called {new!r} now; loading it as that.",
+                      CheckpointNotice, stacklevel=3)
+        return new
+    return arch
+
+
 def _from_edgeprune(path: str, raw: dict[str, Any]) -> Checkpoint:
     return Checkpoint(
-        kind="edgeprune", path=path, state_dict=raw["state_dict"], arch=raw["arch"],
+        kind="edgeprune", path=path, state_dict=raw["state_dict"],
+        arch=_current_arch(path, raw["arch"], raw["state_dict"]),
         arch_kwargs=raw.get("arch_kwargs") or {}, widths=raw.get("widths"), epoch=raw.get("epoch"),
         metrics=raw.get("metrics") or {}, dataset=raw.get("dataset") or {}, normalize=raw.get("normalize"),
         optimizer=raw.get("optimizer"), lr_scheduler=raw.get("lr_scheduler"), schedule=raw.get("schedule"),
