@@ -75,9 +75,11 @@ def collect(model: str, data: str, runs: Path, work: Path) -> dict[str, Any]:
     return out
 
 
-def distilled(runs: Path, reports: Path) -> dict[str, Any]:
+def distilled(runs: Path, reports: Path, final_macs: dict[str, int]) -> dict[str, Any]:
     """Every schedule retrained with distillation (``runs/NAME_kd``), finished or not, beside the same
-    schedule's epochs without it (``reports/NAME_report.md``, same seed and recipe)."""
+    schedule's epochs without it (``reports/NAME_report.md``, same seed and recipe). MACs are the schedule's
+    final ones (``final_macs``, from the run without distillation) where known: a gradual schedule's
+    unfinished run is not at its final shape yet."""
     out: dict[str, Any] = {}
     for name, title in RUNS.items():
         ckpt_path = runs / f"{name}{KD}" / "checkpoint.pth"
@@ -93,7 +95,8 @@ def distilled(runs: Path, reports: Path) -> dict[str, Any]:
                     without[int(m.group(1))] = float(m.group(2))
         out[name] = {
             "title": title, "distillation": ckpt.provenance["distillation"],
-            "epochs_planned": ckpt.provenance["train_config"]["epochs"], "macs": summary.macs,
+            "epochs_planned": ckpt.provenance["train_config"]["epochs"],
+            "macs": final_macs.get(name, summary.macs),
             "epochs": [{"epoch": h["epoch"], "top1": round(h["top1"], 2), "top5": round(h["top5"], 2),
                         "top1_without": without.get(h["epoch"])} for h in ckpt.schedule["history"]],
             "cost": total_cost(state["cost"]),
@@ -176,8 +179,8 @@ def distilled_markdown(results: dict[str, Any]) -> list[str]:
              f"{first['distill_wt']:g}, student weight {first['student_wt']:g} (Distiller's CIFAR examples), "
              "from epoch 0. Top-1 after each epoch; Δ against the dense model's "
              f"{base:.2f} %.", "",
-             "| schedule | MACs | after epoch (of N planned) | top-1 without distillation | top-1 with distillation "
-             "| gain | Δ top-1 vs dense, with |", "|---|---:|---:|---:|---:|---:|---:|"]
+             "| schedule | final MACs | after epoch (of N planned) | top-1 without distillation | top-1 with "
+             "distillation | gain | Δ top-1 vs dense, with |", "|---|---:|---:|---:|---:|---:|---:|"]
     for r in kd.values():
         for e in r["epochs"]:
             w = e["top1_without"]
@@ -189,7 +192,8 @@ def distilled_markdown(results: dict[str, Any]) -> list[str]:
     if unfinished:
         lines += ["", "Not finished when this table was written, so shown only as far as they went: "
                   + "; ".join(unfinished) + ". Each row compares the two runs after the same epoch, with the same "
-                  "cosine LR schedule planned over all epochs."]
+                  "cosine LR schedule planned over all epochs; the AGP schedules prune gradually through epoch 3, so "
+                  "their earlier epochs are of a network not yet at its final MACs."]
     lines += ["", "What the teacher costs (training only: the teacher's forward pass on every batch, timed inside "
               "the same epochs; \"without\" is the same epochs less that time):", "",
               "| schedule | epochs | training images/s with the teacher | without | teacher's share of training time |",
@@ -238,7 +242,8 @@ def main() -> None:
         results = collect(args.model, args.data, args.runs, work)
         measure(results, args.data, work, args.repeats, args.threads)
     copy_artifacts(args.runs, args.out)
-    results["distilled"] = distilled(args.runs, args.out / "results")
+    results["distilled"] = distilled(args.runs, args.out / "results",
+                                     {name: r["macs"] for name, r in results["runs"].items()})
     (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     (args.out / "RESULTS.md").write_text(markdown(results))
     print(markdown(results))
