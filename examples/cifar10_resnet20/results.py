@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,10 @@ from edgeprune.jobs.prune import prune_model
 from edgeprune.jobs.train import evaluate_model
 from edgeprune.measurement.environment import environment
 from edgeprune.measurement.protocol import Protocol
+from edgeprune.models.checkpoint import load_checkpoint
+from edgeprune.models.resolve import resolve_model
+from edgeprune.models.summary import model_summary
+from edgeprune.training.distill import total_cost
 
 RUNS = {"agp": "Distiller resnet20_filters.schedule_agp", "agp4": "Distiller resnet20_filters.schedule_agp_4 (Leader)",
         "suggested": "suggested from the sensitivity analysis"}
@@ -39,6 +44,8 @@ RUNS = {"agp": "Distiller resnet20_filters.schedule_agp", "agp4": "Distiller res
 DISTILLER = {"agp": {"baseline": 91.78, "top1": 91.34, "macs": 30_655_104},
              "agp4": {"baseline": 91.78, "top1": 90.89, "macs": 24_723_776}}
 DENSE_MACS = 40_813_184
+KD = "_kd"  # the run directory of a schedule retrained with distillation: runs/NAME_kd
+EPOCH_ROW = re.compile(r"^\| after epoch (\d+) \| \d+ \| ([\d.]+) \|")
 
 
 def evaluate(spec: str | Path, data: str) -> dict[str, float]:
@@ -64,6 +71,35 @@ def collect(model: str, data: str, runs: Path, work: Path) -> dict[str, Any]:
             "final": {k: round(report["final"][k], 2) for k in ("top1", "top5", "loss")},
             "best": {"epoch": best["epoch"], "top1": round(best["top1"], 2)},
             "checkpoint": str(run_dir / "checkpoint.pth"),
+        }
+    return out
+
+
+def distilled(runs: Path, reports: Path, final_macs: dict[str, int]) -> dict[str, Any]:
+    """Every schedule retrained with distillation (``runs/NAME_kd``), finished or not, beside the same
+    schedule's epochs without it (``reports/NAME_report.md``, same seed and recipe). MACs are the schedule's
+    final ones (``final_macs``, from the run without distillation) where known: a gradual schedule's
+    unfinished run is not at its final shape yet."""
+    out: dict[str, Any] = {}
+    for name, title in RUNS.items():
+        ckpt_path = runs / f"{name}{KD}" / "checkpoint.pth"
+        if not ckpt_path.is_file():
+            continue
+        ckpt = load_checkpoint(ckpt_path)
+        state = next(h for h in ckpt.schedule["hooks"] if isinstance(h, dict) and "distillation" in h)
+        summary = model_summary(resolve_model(str(ckpt_path)).model, (3, 32, 32))
+        without = {}
+        if (reports / f"{name}_report.md").is_file():
+            for line in (reports / f"{name}_report.md").read_text().splitlines():
+                if m := EPOCH_ROW.match(line):
+                    without[int(m.group(1))] = float(m.group(2))
+        out[name] = {
+            "title": title, "distillation": ckpt.provenance["distillation"],
+            "epochs_planned": ckpt.provenance["train_config"]["epochs"],
+            "macs": final_macs.get(name, summary.macs),
+            "epochs": [{"epoch": h["epoch"], "top1": round(h["top1"], 2), "top5": round(h["top5"], 2),
+                        "top1_without": without.get(h["epoch"])} for h in ckpt.schedule["history"]],
+            "cost": total_cost(state["cost"]),
         }
     return out
 
@@ -120,6 +156,7 @@ def markdown(results: dict[str, Any]) -> str:
             f"({d['top1'] - d['baseline']:+.2f}) | {base['top1']:.2f} → {r['final']['top1']:.2f} "
             f"({r['final']['top1'] - base['top1']:+.2f}) | {r['best']['top1']:.2f} "
             f"({r['best']['top1'] - base['top1']:+.2f}) | {r['epochs']} |")
+    lines += distilled_markdown(results)
     bench = results.get("bench", {})
     settings = bench.get("settings", {})
     env = bench.get("environment", {})
@@ -130,11 +167,50 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def distilled_markdown(results: dict[str, Any]) -> list[str]:
+    """The schedules retrained with distillation from the dense model, epoch by epoch beside the runs without."""
+    kd = results.get("distilled", {})
+    if not kd:
+        return []
+    base = results["baseline"]["top1"]
+    first = next(iter(kd.values()))["distillation"]
+    lines = ["", "## With knowledge distillation from the dense model (same seed and recipe)", "",
+             f"Teacher: the dense baseline (`--kd-teacher dense`), T = {first['temperature']:g}, distillation weight "
+             f"{first['distill_wt']:g}, student weight {first['student_wt']:g} (Distiller's CIFAR examples), "
+             "from epoch 0. Top-1 after each epoch; Δ against the dense model's "
+             f"{base:.2f} %.", "",
+             "| schedule | final MACs | after epoch (of N planned) | top-1 without distillation | top-1 with "
+             "distillation | gain | Δ top-1 vs dense, with |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in kd.values():
+        for e in r["epochs"]:
+            w = e["top1_without"]
+            without, gain = ("—", "—") if w is None else (f"{w:.2f}", f"{e['top1'] - w:+.2f}")
+            lines.append(f"| {r['title']} | {r['macs']:,} ({r['macs'] / DENSE_MACS:.3f} of dense) | {e['epoch']} "
+                         f"({r['epochs_planned']}) | {without} | {e['top1']:.2f} | {gain} | {e['top1'] - base:+.2f} |")
+    unfinished = [f"{r['title']} ({len(r['epochs'])} of {r['epochs_planned']} epochs)" for r in kd.values()
+                  if len(r["epochs"]) < r["epochs_planned"]]
+    if unfinished:
+        lines += ["", "Not finished when this table was written, so shown only as far as they went: "
+                  + "; ".join(unfinished) + ". Each row compares the two runs after the same epoch, with the same "
+                  "cosine LR schedule planned over all epochs; the AGP schedules prune gradually through epoch 3, so "
+                  "their earlier epochs are of a network not yet at its final MACs."]
+    lines += ["", "What the teacher costs (training only: the teacher's forward pass on every batch, timed inside "
+              "the same epochs; \"without\" is the same epochs less that time):", "",
+              "| schedule | epochs | training images/s with the teacher | without | teacher's share of training time |",
+              "|---|---:|---:|---:|---:|"]
+    for r in kd.values():
+        c = r["cost"]
+        if c:
+            lines.append(f"| {r['title']} | {c['epochs']} | {c['images_per_s']:.0f} | "
+                         f"{c['images_per_s_without_teacher']:.0f} | {100 * c['teacher_s'] / c['train_s']:.0f} % |")
+    return lines
+
+
 def copy_artifacts(runs: Path, out: Path) -> None:
     """The small, reviewable outputs of the runs, next to the table."""
     dest = out / "results"
     dest.mkdir(parents=True, exist_ok=True)
-    for name in RUNS:
+    for name in [*RUNS, *(name + KD for name in RUNS)]:
         if (runs / name / "report.json").is_file():  # the report as the current code words it
             text = run_report.markdown(load_run_report(runs / name))
             (dest / f"{name}_report.md").write_text(text.replace("(accuracy.png)", f"({name}_accuracy.png)"))
@@ -154,14 +230,22 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--repeats", type=int, default=9)
     ap.add_argument("--threads", type=int, default=None, help="inference threads (default: all usable CPUs)")
+    ap.add_argument("--distilled-only", action="store_true",
+                    help="add the distilled runs to OUT/results.json as it is, without retraining or re-measuring "
+                         "the others (a distilled network has its undistilled twin's shapes, so its latency)")
     args = ap.parse_args()
     work = args.runs / "results"
     work.mkdir(parents=True, exist_ok=True)
-    results = collect(args.model, args.data, args.runs, work)
-    measure(results, args.data, work, args.repeats, args.threads)
+    if args.distilled_only:
+        results = json.loads((args.out / "results.json").read_text())
+    else:
+        results = collect(args.model, args.data, args.runs, work)
+        measure(results, args.data, work, args.repeats, args.threads)
+    copy_artifacts(args.runs, args.out)
+    results["distilled"] = distilled(args.runs, args.out / "results",
+                                     {name: r["macs"] for name, r in results["runs"].items()})
     (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     (args.out / "RESULTS.md").write_text(markdown(results))
-    copy_artifacts(args.runs, args.out)
     print(markdown(results))
 
 

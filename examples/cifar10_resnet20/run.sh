@@ -38,5 +38,13 @@ for name in agp4 suggested agp; do
         --lr "$LR" --weight-decay 1e-4 --device "$DEVICE" -o "$RUNS/$name"
 done
 
+# 3b. The same schedules, seed and recipe, retrained with knowledge distillation from the dense model
+#     (teacher = the run's dense parent; T 5, weights 0.7 / 0.3 as in Distiller's CIFAR examples): runs/NAME_kd.
+for name in suggested agp4 agp; do
+    "$EDGEPRUNE" train "$MODEL" --data "$DATA" --schedule "${SCHEDULES[$name]}" --epochs "$EPOCHS" \
+        --lr "$LR" --weight-decay 1e-4 --device "$DEVICE" -o "$RUNS/${name}_kd" \
+        --kd-teacher dense --kd-temp 5 --kd-distill-wt 0.7 --kd-student-wt 0.3
+done
+
 # 4. Export each retrained network (and the dense one), measure them interleaved, write RESULTS.md.
 "$PYTHON" "$HERE/results.py" --model "$MODEL" --data "$DATA" --runs "$RUNS" --out "$OUT"

@@ -99,7 +99,8 @@ class RunReport(TrainingHooks):
             final = {**epochs[-1], "macs": summary.macs, "weight_params": summary.weight_params}
         return {"format": FORMAT, "version": 1, "run": str(t.out_dir), "arch": t.arch,
                 "model": t.provenance.get("model"), "data": t.provenance.get("data"),
-                "schedule": t.provenance.get("schedule"), "before_pruning": self.before,
+                "schedule": t.provenance.get("schedule"), "distillation": t.provenance.get("distillation"),
+                "before_pruning": self.before,
                 "after_pruning": self.after_pruning, "epochs": epochs, "final": final, "events": self.events}
 
     def write(self) -> dict[str, Any]:
@@ -147,10 +148,17 @@ def _events_text(report: dict[str, Any]) -> str:
     return "; ".join(f"epoch {e}: {', '.join(names)}" for e, names in by_epoch.items()) or "none"
 
 
+def _distillation_text(d: dict[str, Any] | None) -> str:
+    if not d:
+        return ""
+    return (f", distilled from `{d['teacher']['path']}` (T {d['temperature']:g}, distillation weight "
+            f"{d['distill_wt']:g}, student weight {d['student_wt']:g}, from epoch {d['start_epoch']})")
+
+
 def markdown(report: dict[str, Any]) -> str:
     lines = [f"# Run report: {report['run']}", "",
              f"model `{report.get('model')}` ({report.get('arch')}), data `{report.get('data')}`, "
-             f"schedule `{report.get('schedule')}`", "",
+             f"schedule `{report.get('schedule')}`" + _distillation_text(report.get("distillation")), "",
              "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(cells) + " |" for cells in report_rows(report)]
     lines += ["", f"Pruning / thinning events: {_events_text(report)}.", "", f"![accuracy per epoch]({ACCURACY_PNG})",

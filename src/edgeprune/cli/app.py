@@ -45,6 +45,13 @@ DataOpt = Annotated[str, typer.Option("--data", "-d", help="'digits' (built in),
                                                             "directory or .tar.gz; options: PATH?size=224&per_class=N")]
 ArchOpt = Annotated[str | None, typer.Option("--arch", help="Architecture of a checkpoint that does not name it.")]
 ScheduleOpt = Annotated[Path | None, typer.Option("--schedule", "-s", help="Distiller-format compression schedule.")]
+KdTempOpt = Annotated[float | None, typer.Option("--kd-temp", "--kd-temperature",
+                                                 help="Distillation softmax temperature T [default: 1].")]
+KdDistillWtOpt = Annotated[float | None, typer.Option("--kd-distill-wt", "--kd-dw", help="Weight of the distillation "
+                                                      "loss (student vs teacher soft targets, × T²) [default: 0.5].")]
+KdStudentWtOpt = Annotated[float | None, typer.Option("--kd-student-wt", "--kd-sw", help="Weight of the student's "
+                                                      "loss against the labels [default: 0.5].")]
+KdStartOpt = Annotated[int | None, typer.Option("--kd-start-epoch", help="First epoch that distils [default: 0].")]
 
 
 QueueOpt = Annotated[str | None, typer.Option("--queue", help="sqlite:///PATH/queue.db (default runs/agents/queue.db)"

@@ -10,10 +10,15 @@ import typer
 
 from edgeprune.cli.app import (
     DataOpt,
+    KdDistillWtOpt,
+    KdStartOpt,
+    KdStudentWtOpt,
+    KdTempOpt,
     app,
     err,
     out,
 )
+from edgeprune.distillation import DENSE, distill_config
 
 
 @app.command()
@@ -29,11 +34,19 @@ def demo(
     fresh: Annotated[bool, typer.Option(help="Delete the run directory's earlier demo and start over.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object (summary.json).")
                        ] = False,
+    kd: Annotated[bool, typer.Option("--kd", help="Retrain each trial distilled from the dense baseline "
+                                                  "(knowledge distillation, Distiller's --kd-*).")] = False,
+    kd_temp: KdTempOpt = None,
+    kd_distill_wt: KdDistillWtOpt = None,
+    kd_student_wt: KdStudentWtOpt = None,
+    kd_start_epoch: KdStartOpt = None,
 ) -> None:
     """The whole job, offline: train, analyse, suggest a schedule, sweep with agents, report the best trade-offs."""
     from edgeprune.demo import DemoSettings, print_summary, run_demo
 
-    settings = DemoSettings(epochs=epochs, retrain_epochs=retrain_epochs, max_trials=trials)
+    distill = distill_config(DENSE if kd else None, temperature=kd_temp, distill_wt=kd_distill_wt,
+                             student_wt=kd_student_wt, start_epoch=kd_start_epoch, switch="--kd")
+    settings = DemoSettings(epochs=epochs, retrain_epochs=retrain_epochs, max_trials=trials, distill=distill)
     try:
         result = run_demo(output, model=model, data=data, settings=settings, fresh=fresh, console=err)
     except KeyboardInterrupt:

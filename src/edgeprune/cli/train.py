@@ -11,12 +11,17 @@ import typer
 from edgeprune.cli.app import (
     ArchOpt,
     DataOpt,
+    KdDistillWtOpt,
+    KdStartOpt,
+    KdStudentWtOpt,
+    KdTempOpt,
     ModelArg,
     ScheduleOpt,
     app,
     err,
     out,
 )
+from edgeprune.distillation import distill_config
 
 
 @app.command()
@@ -45,16 +50,28 @@ def train(
                                                        "refuse (list the changes) | continue (under the edited "
                                                        "schedule from the next epoch).")] = "refuse",
     arch: ArchOpt = None,
+    kd_teacher: Annotated[str | None, typer.Option(
+        "--kd-teacher", help="Knowledge distillation (Distiller's --kd-*): learn from this trained checkpoint's "
+                             "outputs too, or 'dense' for the dense model the run's model was pruned from.")] = None,
+    kd_temp: KdTempOpt = None,
+    kd_distill_wt: KdDistillWtOpt = None,
+    kd_student_wt: KdStudentWtOpt = None,
+    kd_teacher_wt: Annotated[float | None, typer.Option("--kd-teacher-wt", "--kd-tw", help="Weight of the teacher's "
+                                                        "loss against the labels; 0, the teacher is frozen "
+                                                        "[default: 0].")] = None,
+    kd_start_epoch: KdStartOpt = None,
 ) -> None:
-    """Train or fine-tune MODEL on DATA, under a compression schedule if given; exact resume."""
+    """Train or fine-tune MODEL on DATA, under a compression schedule if given, distilled if asked; exact resume."""
     from edgeprune.jobs.train import train_model
     from edgeprune.training.loop import TrainConfig
 
+    distill = distill_config(kd_teacher, temperature=kd_temp, distill_wt=kd_distill_wt, student_wt=kd_student_wt,
+                             teacher_wt=kd_teacher_wt, start_epoch=kd_start_epoch)
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, momentum=momentum,
                       nesterov=nesterov, weight_decay=weight_decay, lr_schedule=lr_schedule, augment=augment,
                       seed=seed, device=device, channels_last=channels_last)
     result, _ = train_model(model, data, output, cfg, arch=arch, schedule=schedule, resume=resume, console=err,
-                            schedule_changed=schedule_changed)
+                            schedule_changed=schedule_changed, distill=distill)
     f = result.final
     out.print(f"top1 {f.get('top1', 0):.2f}  top5 {f.get('top5', 0):.2f}  loss {f.get('loss', 0):.4f}  "
               f"-> {output / 'checkpoint.pth'}")

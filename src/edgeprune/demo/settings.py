@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from edgeprune.distillation import DistillConfig
 from edgeprune.errors import ConfigError
 
 
@@ -45,6 +46,7 @@ class DemoSettings:
         "budget_s": 1.0})
     threads: int = 1  # torch threads of the baseline and sensitivity phases
     seed: int = 0
+    distill: DistillConfig | None = None  # trials retrain distilled from the dense baseline (teacher 'dense')
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.retrain_epochs < 0:
@@ -57,8 +59,20 @@ class DemoSettings:
             raise ConfigError(f"The demo needs at least one sweep trial (--trials), producer and thread, got "
                               f"{self.max_trials}, {self.producers} and {self.threads}.")
 
+    def retrain(self) -> dict[str, Any]:
+        """The sweep file's ``retrain`` section: each trial's fine-tuning, distilled if asked."""
+        section: dict[str, Any] = {"epochs": self.retrain_epochs, "lr": self.retrain_lr,
+                                   "batch_size": self.batch_size}
+        if self.distill is not None:
+            d = self.distill
+            section.update(kd_teacher=d.teacher, kd_temp=d.temperature, kd_distill_wt=d.distill_wt,
+                           kd_student_wt=d.student_wt, kd_teacher_wt=d.teacher_wt, kd_start_epoch=d.start_epoch)
+        return section
+
     def to_dict(self) -> dict[str, Any]:
         """JSON form, recorded in the run directory so a rerun can tell whether it continues the same job."""
         d = asdict(self)
         d["multipliers"] = list(self.multipliers)
+        if d["distill"] is None:
+            del d["distill"]  # a run directory from before distillation existed continues
         return d

@@ -51,9 +51,8 @@ def write_sweep_files(rd: RunDir, suggestion: Suggestion, baseline: Baseline, da
     groups = plan_groups(levels, settings.multipliers, min(settings.min_trials, settings.max_trials))
     checkpoint = baseline.checkpoint
     model = str(checkpoint.relative_to(rd.root)) if checkpoint.is_relative_to(rd.root) else str(checkpoint)
-    retrain = {"epochs": settings.retrain_epochs, "lr": settings.retrain_lr, "batch_size": settings.batch_size}
     doc = sweep_document(study_name(baseline.arch, data), groups, model=model, data=data,
-                         template=rd.template.name, retrain=retrain, bench=settings.bench,
+                         template=rd.template.name, retrain=settings.retrain(), bench=settings.bench,
                          max_trials=settings.max_trials, seed=settings.seed)
     write_text(rd.template, template_text(groups, extensions, rd.suggested.name))
     write_text(rd.sweep_file, sweep_text(doc, groups))

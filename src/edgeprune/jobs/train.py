@@ -9,17 +9,28 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from rich.console import Console
 
 from edgeprune.analysis.run_report import RunReport
-from edgeprune.data import BatchLoader, load_dataset
+from edgeprune.data import BatchLoader, ImageDataset, load_dataset
+from edgeprune.errors import ConfigError
 from edgeprune.jobs.evaluate import evaluate_exported
 from edgeprune.jobs.inputs import load_model_for_data, normalization_for
 from edgeprune.models.resolve import LoadedModel
 from edgeprune.schedule import CompressionScheduler, load_schedule
 from edgeprune.schedule.resume import check_resumed_schedule
+from edgeprune.training.distill import (
+    Distillation,
+    DistillConfig,
+    config_from_record,
+    cost_line,
+    load_teacher,
+    recorded_distillation,
+    total_cost,
+)
 from edgeprune.training.hooks import TrainingHooks
-from edgeprune.training.loop import TrainConfig, Trainer, TrainResult, resolve_device
+from edgeprune.training.loop import LAST, TrainConfig, Trainer, TrainResult, resolve_device
 from edgeprune.training.metrics import evaluate
 from edgeprune.training.seeding import seed_everything
 
@@ -34,11 +45,13 @@ class EvalResult:
 def train_model(
     spec: str, data: str, out_dir: str | Path, config: TrainConfig, *, arch: str | None = None,
     schedule: str | Path | None = None, hooks: list[TrainingHooks] | None = None, resume: bool = True,
-    console: Console | None = None, schedule_changed: str = "refuse",
+    console: Console | None = None, schedule_changed: str = "refuse", distill: DistillConfig | None = None,
 ) -> tuple[TrainResult, LoadedModel]:
-    """Train (or fine-tune) MODEL on DATA into ``out_dir``, under a compression ``schedule`` if given.
+    """Train (or fine-tune) MODEL on DATA into ``out_dir``, under a compression ``schedule`` if given,
+    learning from a teacher too if ``distill`` is given.
 
-    Resumes from ``out_dir`` when it holds a checkpoint (schedule state included). A schedule file edited
+    Resumes from ``out_dir`` when it holds a checkpoint (schedule and distillation state included; a
+    distilled run resumes distilled from the same teacher without being told again). A schedule file edited
     since the checkpoint is never ignored: ``schedule_changed`` is ``refuse`` (a ScheduleChangedError
     listing the changes) or ``continue`` (under the edited schedule from the next epoch, changes printed).
     """
@@ -60,6 +73,7 @@ def train_model(
         trainer.add_hook(scheduler)
         report = RunReport(trainer, scheduler)  # after the scheduler: it measures right after pruning
         trainer.add_hook(report)
+    distillation = _distillation(spec, trainer, train_data, out_dir, distill, resume)
     if resume and trainer.resume():
         notices = check_resumed_schedule(trainer.resumed_hook_states, scheduler, schedule_changed,
                                          trainer.start_epoch, str(out_dir))
@@ -70,7 +84,31 @@ def train_model(
     result = trainer.fit()
     if report is not None:
         report.write()
+    if distillation is not None and (cost := total_cost(distillation.cost)):
+        trainer.console.print(cost_line(cost, f"distillation over {cost['epochs']} epochs"), highlight=False)
     return result, loaded
+
+
+def _distillation(spec: str, trainer: Trainer, train_data: ImageDataset, out_dir: str | Path,
+                  requested: DistillConfig | None, resume: bool) -> Distillation | None:
+    """The distillation hook of this run, the last hook as Distiller orders it; a resumed run keeps its own."""
+    recorded = recorded_distillation(Path(out_dir) / LAST) if resume else None
+    if requested is None and recorded is not None:
+        requested = config_from_record(recorded)
+    elif requested is not None and resume and recorded is None and (Path(out_dir) / LAST).is_file():
+        raise ConfigError(f"{out_dir} holds a run trained without distillation; it cannot resume with a teacher.",
+                          hint="Start the distilled run in another output directory (or pass --no-resume).")
+    if requested is None:
+        return None
+    teacher = load_teacher(requested.teacher, spec, train_data, trainer.normalize, trainer.device)
+    if trainer.cfg.channels_last:
+        teacher.model.to(memory_format=torch.channels_last)
+    hook = Distillation(teacher, requested, console=trainer.console)
+    if recorded is not None:
+        hook.check_resumes(recorded)
+    trainer.add_hook(hook)
+    trainer.provenance["distillation"] = hook.describe()
+    return hook
 
 
 def evaluate_model(

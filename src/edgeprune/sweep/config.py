@@ -21,7 +21,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StrictStr, ValidationError
 
-from edgeprune.errors import closest
+from edgeprune.distillation import DENSE, DistillConfig, distill_config
+from edgeprune.errors import ConfigError, closest
 from edgeprune.fileio import read_config_text
 from edgeprune.runtime.backends.ov_backend import OPSET_2022_3
 from edgeprune.schedule.config import (
@@ -118,6 +119,24 @@ class TrainSettings(_Section):
     lr_schedule: Literal["constant", "cosine", "step"] = "cosine"
 
 
+class RetrainSettings(TrainSettings):
+    """Each trial's retraining, optionally distilled from a teacher (Distiller's ``--kd-*``, see
+    :mod:`edgeprune.training.distill`): ``kd_teacher: dense`` learns from the dense model the trial was pruned from."""
+
+    kd_teacher: str | None = None
+    kd_temp: float | None = None
+    kd_distill_wt: float | None = None
+    kd_student_wt: float | None = None
+    kd_teacher_wt: float | None = None
+    kd_start_epoch: int | None = None
+
+    def distill(self) -> DistillConfig | None:
+        """The distillation of every trial's retraining, or None."""
+        return distill_config(self.kd_teacher, temperature=self.kd_temp, distill_wt=self.kd_distill_wt,
+                              student_wt=self.kd_student_wt, teacher_wt=self.kd_teacher_wt,
+                              start_epoch=self.kd_start_epoch)
+
+
 class PretrainSettings(TrainSettings):
     """Training of the dense model, once per study, when ``model`` is a zoo name (0 epochs: prune it untrained)."""
 
@@ -149,7 +168,7 @@ class BenchmarkSettings(_Section):
 
 
 SECTION_MODELS: dict[str, type[BaseModel]] = {
-    "metric": MetricSpec, "early_terminate": HyperbandSpec, "pretrain": PretrainSettings, "retrain": TrainSettings,
+    "metric": MetricSpec, "early_terminate": HyperbandSpec, "pretrain": PretrainSettings, "retrain": RetrainSettings,
     "export": ExportSettings, "benchmark": BenchmarkSettings, "tracking": TrackingSettings,
 }
 NESTED_MODELS: dict[str, dict[str, type[BaseModel]]] = {"tracking": {"wandb": WandbSettings, "mlflow": MlflowSettings}}
@@ -182,7 +201,7 @@ class SweepConfig(BaseModel):
     data: str = "digits"
     pretrain: PretrainSettings = PretrainSettings()
     schedule_template: str | None = None
-    retrain: TrainSettings = TrainSettings()
+    retrain: RetrainSettings = RetrainSettings()
     export: ExportSettings = ExportSettings()
     benchmark: BenchmarkSettings = BenchmarkSettings()
     tracking: TrackingSettings = TrackingSettings()
@@ -481,7 +500,32 @@ def validate_sweep(data: Any, source: SweepSource) -> SweepConfig:
         cfg.data = _resolve(cfg.data, base)
         cfg.schedule_template = _resolve(cfg.schedule_template, base)
         cfg._template = check_template(Path(cfg.schedule_template), cfg.space, source, ("schedule_template",))
+        _check_distillation(cfg, source, base)
     return cfg
+
+
+def _check_distillation(cfg: SweepConfig, source: SweepSource, base: Path) -> None:
+    """The retrain section's ``kd_*`` keys, refused as the command line refuses its ``--kd-*`` options."""
+    r = cfg.retrain
+    try:
+        r.distill()
+    except ConfigError as exc:
+        as_keys = [re.sub(r"--kd-([a-z-]+)", lambda m: "kd_" + m.group(1).replace("-", "_"), text or "")
+                   for text in (exc.message, exc.hint)]
+        named = re.search(r"kd_[a-z_]+", as_keys[0])
+        raise source.error(("retrain", named.group(0)) if named else ("retrain",), as_keys[0],
+                           hint=as_keys[1] or None) from None
+    if r.kd_teacher is None or r.kd_teacher == DENSE:
+        if r.kd_teacher == DENSE and not Path(cfg.model or "").is_file() and cfg.pretrain.epochs == 0:
+            raise source.error(("retrain", "kd_teacher"), f"kd_teacher: dense would distil from {cfg.model!r} with "
+                               "its untrained initial weights (pretrain.epochs is 0)",
+                               hint="Train the dense model first (pretrain.epochs > 0) or give a trained checkpoint "
+                                    "as 'model' or as kd_teacher.")
+        return
+    r.kd_teacher = _resolve(r.kd_teacher, base)
+    if not Path(r.kd_teacher).is_file():
+        raise source.error(("retrain", "kd_teacher"), f"the teacher checkpoint {r.kd_teacher!r} does not exist",
+                           hint="kd_teacher is a checkpoint file (relative to the sweep file) or 'dense'.")
 
 
 def parse_sweep(text: str, filename: str = "<sweep>") -> SweepConfig:

@@ -8,29 +8,20 @@ itself travels by path plus SHA-256, which the measuring side checks before it t
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
 from edgeprune.errors import EdgepruneError
-from edgeprune.fileio import write_text
-from edgeprune.sweep.config import BenchmarkSettings, ExportSettings, TrainSettings
+from edgeprune.fileio import sha256_file, write_text
+from edgeprune.sweep.config import BenchmarkSettings, ExportSettings, RetrainSettings
 
 JOB_FILE = "job.json"  # a TrialJob's name in its trial directory
 
 
 class ArtifactError(EdgepruneError):
     """A trial artifact that is missing or differs from the one its job was produced with."""
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class _Message(BaseModel):
@@ -54,7 +45,7 @@ class TrialRequest(_Message):
     template: str
     model: str
     data: str
-    retrain: TrainSettings
+    retrain: RetrainSettings
     export: ExportSettings
     benchmark: BenchmarkSettings
     out_dir: str

@@ -66,7 +66,7 @@ def produce(request: TrialRequest, hooks: Sequence[TrainingHooks] = ()) -> Trial
                           momentum=r.momentum, weight_decay=r.weight_decay, lr_schedule=r.lr_schedule,
                           seed=request.seed, progress=False)
         result, _ = train_model(str(pruned.out), request.data, out / "retrain", cfg, hooks=list(hooks), resume=False,
-                                console=Console(stderr=True))
+                                console=Console(stderr=True), distill=r.distill())  # dense: request.model
         final, history = result.final, result.history
         checkpoint = out / "retrain" / "checkpoint.pth"  # the last epoch, not the best on the test split
     summary = pruned.after  # thinned: retraining keeps the shapes

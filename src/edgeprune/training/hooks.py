@@ -21,6 +21,13 @@ class TrainingHooks:
                            optimizer: torch.optim.Optimizer) -> None:
         """Before the forward pass of a minibatch (pruners apply masks, thinning runs here)."""
 
+    def after_forward(self, epoch: int, step: int, steps_per_epoch: int, inputs: torch.Tensor,
+                      logits: torch.Tensor) -> None:
+        """After the model's forward pass on ``inputs`` (the exact augmented batch), before the loss hooks.
+
+        Distillation runs its teacher on the same batch here.
+        """
+
     def before_backward_pass(self, epoch: int, step: int, steps_per_epoch: int, loss: torch.Tensor,
                              optimizer: torch.optim.Optimizer) -> torch.Tensor:
         """May return a new loss (regularizers add their terms)."""

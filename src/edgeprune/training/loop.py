@@ -246,6 +246,8 @@ class Trainer:
                 raise self._stopped(epoch, step, exc)  # noqa: B904  (the same error, with a longer hint)
             with torch.autocast("cuda", dtype=torch.float16) if self.use_amp else contextlib.nullcontext():
                 logits = model(x)
+                for hook in hooks:
+                    hook.after_forward(epoch, step, steps, x, logits)
                 loss = F.cross_entropy(logits, y)
             meter.update(logits.detach(), y, loss.detach() * y.size(0))
             for hook in hooks:
