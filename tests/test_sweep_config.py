@@ -194,3 +194,19 @@ def test_template_rendering_into_an_invalid_schedule_shows_the_values(tmp_path: 
                                             r"preview values: sparsity=0.5, first_epoch=-1\)") as info:
         load_sweep(write_pipeline(tmp_path, body, template))
     assert info.value.line == 12
+
+
+def test_every_training_setting_of_a_sweep_is_a_field_of_the_trainers_config() -> None:
+    """``pretrain:``/``retrain:`` map onto TrainConfig by name (sweep.prepare.train_config): a setting added to
+    the sweep schema but not to the trainer would otherwise be accepted from YAML and silently dropped."""
+    import dataclasses
+
+    from edgeprune.sweep.config import RetrainSettings, TrainSettings
+    from edgeprune.sweep.prepare import train_config
+    from edgeprune.training.loop import TrainConfig
+
+    assert set(TrainSettings.model_fields) <= {f.name for f in dataclasses.fields(TrainConfig)}
+    cfg = train_config(RetrainSettings(epochs=3, batch_size=16, lr=0.2, optimizer="adam", momentum=0.5,
+                                       weight_decay=0.0, lr_schedule="step"), seed=7)
+    assert (cfg.epochs, cfg.batch_size, cfg.lr, cfg.optimizer, cfg.momentum, cfg.weight_decay, cfg.lr_schedule,
+            cfg.seed, cfg.progress) == (3, 16, 0.2, "adam", 0.5, 0.0, "step", 7, False)

@@ -24,10 +24,18 @@ from edgeprune.jobs.train import evaluate_model, train_model
 from edgeprune.models.checkpoint import save_checkpoint
 from edgeprune.models.summary import model_summary
 from edgeprune.schedule.timeline import timeline
-from edgeprune.sweep.config import SweepConfig
+from edgeprune.sweep.config import SweepConfig, TrainSettings
 from edgeprune.sweep.template import TemplateError, render
 from edgeprune.training.loop import TrainConfig
 from edgeprune.training.seeding import seed_everything
+
+
+def train_config(settings: TrainSettings, seed: int) -> TrainConfig:
+    """The trainer's own config from a sweep's ``pretrain:``/``retrain:`` section: every field of the section is a
+    field of :class:`~edgeprune.training.loop.TrainConfig` under the same name (tested), so nothing is copied by
+    hand and nothing a sweep file says is dropped; the seed is the study's or the trial's."""
+    return TrainConfig(**{name: getattr(settings, name) for name in TrainSettings.model_fields}, seed=seed,
+                       progress=False)
 
 
 def prepare_base(cfg: SweepConfig, run_dir: Path, console: Console) -> str:
@@ -54,9 +62,7 @@ def prepare_base(cfg: SweepConfig, run_dir: Path, console: Console) -> str:
     if out.is_file() and done.is_file() and json.loads(done.read_text(encoding="utf-8")) == finished:
         return str(out)
     console.print(f"pre-training {cfg.model} on {cfg.data} for {p.epochs} epochs -> {out.parent}")
-    tc = TrainConfig(epochs=p.epochs, batch_size=p.batch_size, lr=p.lr, optimizer=p.optimizer, momentum=p.momentum,
-                     weight_decay=p.weight_decay, lr_schedule=p.lr_schedule, seed=cfg.seed, progress=False)
-    train_model(cfg.model, cfg.data, out.parent, tc, resume=True, console=console)
+    train_model(cfg.model, cfg.data, out.parent, train_config(p, cfg.seed), resume=True, console=console)
     write_json(done, finished)
     return str(out)
 

@@ -28,9 +28,9 @@ from edgeprune.jobs.train import evaluate_model, train_model
 from edgeprune.sweep.engine import AskedTrial, SweepStudy
 from edgeprune.sweep.hyperband import metric_series
 from edgeprune.sweep.job import JOB_FILE, ArtifactFormat, TrialJob, TrialRequest, sha256_file
+from edgeprune.sweep.prepare import train_config
 from edgeprune.sweep.template import render
 from edgeprune.training.hooks import TrainingHooks
-from edgeprune.training.loop import TrainConfig
 
 
 class EpochRecorder(TrainingHooks):
@@ -62,11 +62,9 @@ def produce(request: TrialRequest, hooks: Sequence[TrainingHooks] = ()) -> Trial
     top1_pruned, history, checkpoint = final["top1"], [], pruned.out
     r = request.retrain
     if r.epochs > 0:
-        cfg = TrainConfig(epochs=r.epochs, batch_size=r.batch_size, lr=r.lr, optimizer=r.optimizer,
-                          momentum=r.momentum, weight_decay=r.weight_decay, lr_schedule=r.lr_schedule,
-                          seed=request.seed, progress=False)
-        result, _ = train_model(str(pruned.out), request.data, out / "retrain", cfg, hooks=list(hooks), resume=False,
-                                console=Console(stderr=True), distill=r.distill())  # dense: request.model
+        result, _ = train_model(str(pruned.out), request.data, out / "retrain", train_config(r, request.seed),
+                                hooks=list(hooks), resume=False, console=Console(stderr=True),
+                                distill=r.distill())  # dense: request.model
         final, history = result.final, result.history
         checkpoint = out / "retrain" / "checkpoint.pth"  # the last epoch, not the best on the test split
     summary = pruned.after  # thinned: retraining keeps the shapes
