@@ -238,9 +238,9 @@ class SweepStudy:
             trial.set_user_attr("deferred", f"{cap[1]} was filled by trials asked at the same time")
             self.study._storage.set_trial_state_values(trial._trial_id, TrialState.WAITING)  # values are kept
             return None
-        self._lease(trial)
         values = self.cfg.space.values(trial.params)
-        trial.set_user_attr("config", values)
+        trial.set_user_attr("config", values)  # before the lease: a leased trial's config is always there to read
+        self._lease(trial)
         return AskedTrial(trial, values, self.cfg.space.nest(values))
 
     def _ahead(self, number: int) -> int:

@@ -100,7 +100,8 @@ class StudyWatcher:
 
     def poll(self) -> None:
         for t in self.study.trials():
-            if t.number not in self.started and "lease" in t.user_attrs:  # leased: asked and not deferred
+            # leased (asked and not deferred) and its config written: another process may be between the two
+            if t.number not in self.started and "lease" in t.user_attrs and "config" in t.user_attrs:
                 self.started.add(t.number)
                 self.trackers.start_trial(t.number, self.study.cfg.space.nest(t.user_attrs.get("config", {})))
                 self.console.print(started_line(self.study, t.number, t.user_attrs.get("config", {})),
