@@ -91,9 +91,19 @@ def write_ahead_log(path: Path) -> None:
     Why: in SQLite's default rollback-journal mode one open read — ``edgeprune sweep status``, a report, or
     the sweep's own progress poll cut short by Ctrl-C — makes every write wait up to ``SQLITE_BUSY_S`` and
     then fail with "database is locked", exactly when interrupted agents hand their trials back.
+    Processes opening a fresh file together race to switch it, and SQLite answers the losers "database is
+    locked" at once rather than waiting: they retry, and find the file switched.
     """
-    with closing(sqlite3.connect(path, timeout=SQLITE_BUSY_S)) as db:
-        db.execute("PRAGMA journal_mode=WAL")
+    for attempt in range(1, CREATE_ATTEMPTS + 1):
+        try:
+            with closing(sqlite3.connect(path, timeout=SQLITE_BUSY_S)) as db:
+                if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if attempt == CREATE_ATTEMPTS or "locked" not in str(exc):
+                raise
+        time.sleep(random.uniform(0.05, 0.1) * attempt)
 
 
 def lost_creation_race(exc: Exception) -> bool:
