@@ -95,11 +95,22 @@ def test_before_any_result_the_front_says_it_waits(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------------------------------- served, live
 def api_front(base: str) -> dict[str, Any] | None:
-    """edgeprune's front as the dashboard's own API hands it to the browser, or None while it has none."""
-    with urllib.request.urlopen(base.replace("/dashboard/studies/", "/api/studies/"), timeout=10) as response:
-        detail = json.load(response)
-    graphs = {g["id"]: g["graph_object"] for g in detail["plotly_graph_objects"]}
-    return json.loads(graphs[FRONT_ID]) if FRONT_ID in graphs else None
+    """edgeprune's front as the dashboard's own API hands it to the browser, or None while it has none.
+
+    optuna-dashboard stores a figure as several study attributes written one by one, so a read that falls
+    between a writer's chunks gets a torn figure; the page draws the next refresh, and so does this (a few reads).
+    """
+    for _ in range(10):
+        with urllib.request.urlopen(base.replace("/dashboard/studies/", "/api/studies/"), timeout=10) as response:
+            detail = json.load(response)
+        graphs = {g["id"]: g["graph_object"] for g in detail["plotly_graph_objects"]}
+        if FRONT_ID not in graphs:
+            return None
+        try:
+            return json.loads(graphs[FRONT_ID])
+        except json.JSONDecodeError:
+            time.sleep(0.2)
+    raise AssertionError("the front stayed torn over 10 reads: a writer never finished")
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
