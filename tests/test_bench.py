@@ -10,6 +10,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -234,3 +235,32 @@ def test_interleaved_measurement_pairs_repeats_and_refuses_incomparable_results(
     other = bench_model(str(exported["onnx"]), backend="onnxruntime", protocol=QUICK, threads=2)
     with pytest.raises(EdgepruneError, match="not comparable.*thread"):
         speedup_row(ref, [other, other, other], mac_ratio=1.0)
+
+
+def test_an_interrupt_delivered_to_a_stream_thread_stops_a_throughput_run_at_once() -> None:
+    """Linux may hand SIGTERM to any thread; Python runs its handler only in the main thread. A run of a million
+    inferences must still stop within a second when the signal lands on a worker thread (as it did on a busy
+    consumer, which then kept measuring for minutes instead of handing its job back)."""
+    import signal
+    import threading
+
+    from edgeprune.runtime.backends.base import run_streams
+    from edgeprune.signals import interrupt_requested, sigterm_as_interrupt
+
+    done: list[int] = []
+
+    def call() -> None:
+        time.sleep(0.001)  # an inference: releases the GIL
+        done.append(1)
+        if len(done) == 50:
+            assert threading.current_thread() is not threading.main_thread()
+            signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
+
+    start = time.perf_counter()
+    with sigterm_as_interrupt(), pytest.raises(KeyboardInterrupt):
+        run_streams([call], iterations=1_000_000, seconds=None)
+    assert interrupt_requested() and time.perf_counter() - start < 5
+    time.sleep(0.05)  # the inference under way when the interrupt came ends
+    settled = len(done)
+    time.sleep(0.05)
+    assert len(done) == settled < 1000  # and no other starts: the worker stopped too

@@ -105,6 +105,9 @@ def shape_text(shape: tuple[int | None, ...]) -> str:
     return "[" + ", ".join("N" if d is None else str(d) for d in shape) + "]"
 
 
+JOIN_SLICE_S = 0.1  # how long the main thread waits for stream workers before it can take a signal
+
+
 def timed(fn: Callable[[], object]) -> tuple[object, float]:
     """``fn()`` and its wall time in milliseconds."""
     start = time.perf_counter()
@@ -117,15 +120,21 @@ def run_streams(calls: list[Callable[[], None]], *, iterations: int | None, seco
 
     The throughput equivalent of OpenVINO's async queue for runtimes without one (ONNX Runtime, PyTorch):
     their inference calls release the GIL, so the streams really run in parallel.
+
+    The main thread waits in short slices, never in one unbounded ``join``: Linux may deliver SIGTERM or
+    Ctrl-C to a worker thread, and Python runs the handler only when the main thread executes bytecode, so an
+    unbounded join would hold an interrupted consumer for the whole run (a million iterations: minutes). An
+    interrupt stops the workers after their current inference.
     """
     lock = threading.Lock()
+    stop = threading.Event()
     issued = 0
     start = time.perf_counter()
     deadline = start + seconds if seconds is not None else None
 
     def worker(call: Callable[[], None]) -> None:
         nonlocal issued
-        while True:
+        while not stop.is_set():
             with lock:
                 if iterations is not None and issued >= iterations:
                     return
@@ -137,6 +146,10 @@ def run_streams(calls: list[Callable[[], None]], *, iterations: int | None, seco
     threads = [threading.Thread(target=worker, args=(call,), daemon=True) for call in calls]
     for t in threads:
         t.start()
-    for t in threads:
-        t.join()
+    try:
+        for t in threads:
+            while t.is_alive():
+                t.join(JOIN_SLICE_S)
+    finally:
+        stop.set()
     return ThroughputRun(issued, time.perf_counter() - start, len(calls), len(calls))
