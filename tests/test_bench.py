@@ -264,3 +264,25 @@ def test_an_interrupt_delivered_to_a_stream_thread_stops_a_throughput_run_at_onc
     settled = len(done)
     time.sleep(0.05)
     assert len(done) == settled < 1000  # and no other starts: the worker stopped too
+
+
+def test_an_interrupt_the_garbage_collector_swallowed_still_stops_a_benchmark() -> None:
+    """The KeyboardInterrupt a signal raises is lost when it lands in a weakref callback the collector runs
+    ("Exception ignored in ..."); the benchmark's loop asks again, so the run still ends."""
+    import signal
+
+    from edgeprune.signals import sigterm_as_interrupt
+
+    calls = [0]
+
+    def call(i: int) -> None:
+        calls[0] += 1
+        if calls[0] == 10:  # the signal's exception raised inside a callback that swallows it, as GC's do
+            try:
+                signal.raise_signal(signal.SIGTERM)
+            except KeyboardInterrupt:
+                pass
+
+    with sigterm_as_interrupt(), pytest.raises(KeyboardInterrupt):
+        measure(call, Protocol(niter=1_000_000, warmup=0, budget_s=600))
+    assert calls[0] == 10

@@ -18,6 +18,7 @@ from typing import Any, NoReturn
 _INTERRUPTED = threading.Event()
 _PENDING = threading.Event()  # arrived while deferred; raised when the deferred block ends
 _deferring = [0]
+_active = [0]  # inside sigterm_as_interrupt: only there does an interrupt raise
 
 
 def interrupt_requested() -> bool:
@@ -40,14 +41,27 @@ def sigterm_as_interrupt() -> Iterator[None]:
 
     _INTERRUPTED.clear()
     _PENDING.clear()
+    _active[0] += 1
     signals = [signal.SIGTERM] + ([signal.SIGINT] if signal.getsignal(signal.SIGINT) is signal.default_int_handler
                                   else [])
     previous = {s: signal.signal(s, handler) for s in signals}
     try:
         yield
     finally:
+        _active[0] -= 1
         for s, before in previous.items():
             signal.signal(s, before)
+
+
+def raise_if_interrupted() -> None:
+    """Raise the interrupt again if one arrived: for long loops (benchmark iterations, training steps, serving).
+
+    Why: the KeyboardInterrupt a signal handler raises is lost when it lands in a weak-reference callback or a
+    ``__del__`` that the garbage collector happens to run at that moment — Python prints "Exception ignored"
+    and carries on, and an interrupted consumer would measure a million iterations more. A loop that asks here
+    stops anyway. Inside :func:`interrupts_deferred` it waits for the block's end, like the signal itself."""
+    if _active[0] and _INTERRUPTED.is_set() and not _deferring[0]:
+        raise KeyboardInterrupt
 
 
 @contextmanager

@@ -49,7 +49,7 @@ from edgeprune.agents.ticker import every
 from edgeprune.agents.trials import finish_once, is_finished
 from edgeprune.errors import EdgepruneError
 from edgeprune.runtime.errors import UnreadableModelError
-from edgeprune.signals import interrupt_requested, interrupts_deferred
+from edgeprune.signals import interrupt_requested, interrupts_deferred, raise_if_interrupted
 from edgeprune.sweep.config import BenchmarkSettings
 from edgeprune.sweep.engine import SweepStudy
 from edgeprune.sweep.job import JOB_FILE
@@ -133,6 +133,7 @@ class Consumer:
     def _serve(self, backlog: list[Delivery], max_jobs: int | None, exit_when_done: bool) -> ConsumerStats:
         wait = 1.0
         while max_jobs is None or self.stats.jobs < max_jobs:
+            raise_if_interrupted()
             try:
                 sweeps = self._served()
                 new = [s for s in sweeps if s not in self._recovered]

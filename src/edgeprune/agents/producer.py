@@ -57,7 +57,7 @@ from edgeprune.agents.ticker import every
 from edgeprune.agents.trials import finish_once
 from edgeprune.errors import EdgepruneError
 from edgeprune.runtime.devices import available_cpus
-from edgeprune.signals import interrupt_requested, interrupts_deferred
+from edgeprune.signals import interrupt_requested, interrupts_deferred, raise_if_interrupted
 from edgeprune.sweep.config import SweepConfig
 from edgeprune.sweep.engine import LEASE_S, MAX_INITIAL_FAILURES, AskedTrial, SweepStudy, make_sampler
 from edgeprune.sweep.job import TrialJob, TrialRequest
@@ -145,6 +145,7 @@ class Producer:
     def _run(self) -> int:
         self._prepare()
         while (reason := self._stop_reason()) is None:
+            raise_if_interrupted()
             try:
                 janitor_pass([self.study], self.queue, self.console)
                 if self._may_ask():

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgeprune.errors import ConfigError
+from edgeprune.signals import raise_if_interrupted
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,7 @@ def time_round(call: Callable[[int], object], protocol: Protocol,
     i = 0
     while (protocol.time_s is None and i < protocol.niter) or \
             (protocol.time_s is not None and (i == 0 or clock() - start < protocol.time_s)):
+        raise_if_interrupted()
         t0 = clock()
         call(i)
         samples.append((clock() - t0) * 1000.0)
@@ -89,6 +91,7 @@ def measure(call: Callable[[int], object], protocol: Protocol,
             clock: Callable[[], float] = time.perf_counter) -> Measurement:
     """Warm up, then rounds until steady (CV under the threshold) or out of budget; the last round counts."""
     for i in range(protocol.warmup):
+        raise_if_interrupted()
         call(i)
     start = clock()
     rounds = 0

@@ -38,6 +38,7 @@ from edgeprune.errors import CheckpointError, ConfigError, EdgepruneError, add_h
 from edgeprune.fileio import write_json
 from edgeprune.models.checkpoint import load_checkpoint, load_state_dict_checked, save_checkpoint
 from edgeprune.models.widths import apply_widths
+from edgeprune.signals import raise_if_interrupted
 from edgeprune.training.hooks import TrainingHooks
 from edgeprune.training.metrics import ClassificationMeter, evaluate
 from edgeprune.training.seeding import capture_rng, restore_rng, seed_everything
@@ -238,6 +239,7 @@ class Trainer:
         meter = ClassificationMeter(topk=(1,))
         task = progress.add_task(f"epoch {epoch}", total=steps) if progress else None
         for step, (x, y) in enumerate(self.train_loader):
+            raise_if_interrupted()
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             try:
                 for hook in hooks:

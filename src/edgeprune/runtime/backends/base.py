@@ -17,6 +17,7 @@ import numpy as np
 
 from edgeprune.runtime.errors import ShapeError
 from edgeprune.runtime.modelfile import ModelIO
+from edgeprune.signals import raise_if_interrupted
 
 PRECISIONS = ("f32", "bf16", "f16")
 HINTS = ("latency", "throughput")
@@ -150,6 +151,7 @@ def run_streams(calls: list[Callable[[], None]], *, iterations: int | None, seco
         for t in threads:
             while t.is_alive():
                 t.join(JOIN_SLICE_S)
+                raise_if_interrupted()
     finally:
         stop.set()
     return ThroughputRun(issued, time.perf_counter() - start, len(calls), len(calls))

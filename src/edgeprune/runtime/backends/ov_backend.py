@@ -28,6 +28,7 @@ from edgeprune.runtime.devices import check_not_removed, unavailable
 from edgeprune.runtime.errors import ModelFileError, UnreadableModelError, require
 from edgeprune.runtime.metadata import decode
 from edgeprune.runtime.modelfile import ModelIO, inspect_onnx, ir_weights, model_kind
+from edgeprune.signals import raise_if_interrupted
 
 _META_DEVICES = ("AUTO", "MULTI", "HETERO", "BATCH")
 MYRIAD_LAST_RELEASE = (2022, 3)  # the last OpenVINO release line with the MYRIAD (Neural Compute Stick 2) plugin
@@ -163,6 +164,7 @@ class OpenVINORunner(Runner):
         done, start = 0, time.perf_counter()
         while (iterations is not None and done < iterations) or \
                 (seconds is not None and time.perf_counter() - start < seconds):
+            raise_if_interrupted()
             queue.start_async()
             done += 1
         queue.wait_all()
