@@ -23,6 +23,8 @@ import optuna
 from optuna.importance import MeanDecreaseImpurityImportanceEvaluator, PedAnovaImportanceEvaluator
 from optuna.trial import FrozenTrial, TrialState
 
+from edgeprune.sweep.constraints import feasible
+
 EVALUATORS: dict[str, Callable[[], optuna.importance.BaseImportanceEvaluator]] = {
     "random_forest": lambda: MeanDecreaseImpurityImportanceEvaluator(seed=0),
     "ped_anova": PedAnovaImportanceEvaluator,
@@ -114,9 +116,10 @@ def analyse(study: optuna.Study, metrics: Sequence[str], params: Sequence[str]) 
 
 
 def front(trials: Sequence[FrozenTrial], objectives: Mapping[str, str]) -> list[FrozenTrial]:
-    """The completed trials on the Pareto front of ``objectives`` (name -> 'maximize'/'minimize')."""
+    """The completed, feasible trials on the Pareto front of ``objectives`` (name -> 'maximize'/'minimize'):
+    a trial that breaks a constraint is never on it, whatever its objectives."""
     names = list(objectives)
-    done = [t for t in trials if t.state == TrialState.COMPLETE
+    done = [t for t in trials if t.state == TrialState.COMPLETE and feasible(t)
             and all(_numeric(t.user_attrs.get("metrics", {}).get(n)) is not None for n in names)]
     if not done:
         return []

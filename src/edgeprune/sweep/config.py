@@ -4,7 +4,8 @@ A WandB sweep file runs as it is (``program``/``command``, ``method``, ``metric`
 ``early_terminate``, ``run_cap``, ``name``, ``description``, ``project``, ``entity``). Without a program,
 edgeprune's own pipeline is the trial: ``model``, ``data``, ``pretrain``, a Distiller ``schedule_template``
 whose ``${param}`` placeholders take the trial's values, ``retrain``, ``export``, ``benchmark``, and
-``objectives`` for a multi-objective (Pareto) search. ``tracking``, ``seed`` and ``sampler`` apply to both.
+``objectives`` for a multi-objective (Pareto) search. ``constraints`` (bounds on recorded metrics, see
+:mod:`edgeprune.sweep.constraints`), ``tracking``, ``seed`` and ``sampler`` apply to both.
 
 Every mistake is a :class:`SweepError` located at ``file:line:col: key.path`` (the same YAML position
 machinery as compression schedules), with the closest allowed key or distribution suggested.
@@ -34,6 +35,7 @@ from edgeprune.schedule.config import (
     load_yaml,
     pydantic_error,
 )
+from edgeprune.sweep.constraints import ConstraintSpec, parse_constraints
 from edgeprune.sweep.space import BOUNDED, GRID_KINDS, KINDS, QUANTISED, ParamSpec, SearchSpace, param_key_path
 from edgeprune.sweep.template import check_template
 from edgeprune.tracking.settings import MlflowSettings, TrackingSettings, WandbSettings
@@ -179,7 +181,7 @@ UNSUPPORTED = {
 }
 TOP_KEYS = ("name", "description", "program", "command", "method", "metric", "parameters", "early_terminate",
             "run_cap", "project", "entity", "apiVersion", "kind", *UNSUPPORTED, "objectives", *PIPELINE_KEYS,
-            "tracking", "seed", "sampler")
+            "constraints", "tracking", "seed", "sampler")
 
 
 class SweepConfig(BaseModel):
@@ -193,6 +195,7 @@ class SweepConfig(BaseModel):
     method: Literal["grid", "random", "bayes"]
     metric: MetricSpec | None = None
     objectives: list[ObjectiveSpec] = []
+    constraints: list[ConstraintSpec] = []
     early_terminate: HyperbandSpec | None = None
     run_cap: int | None = Field(default=None, gt=0)
     project: str | None = None
@@ -468,7 +471,7 @@ def validate_sweep(data: Any, source: SweepSource) -> SweepConfig:
         raise source.error((), "the sweep has no 'method'", hint=f"Add 'method: ' one of {', '.join(METHODS)}.")
     if "parameters" not in data:
         raise source.error((), "the sweep has no 'parameters' to search")
-    fields = {k: v for k, v in data.items() if k not in ("apiVersion", "kind", "parameters")}
+    fields = {k: v for k, v in data.items() if k not in ("apiVersion", "kind", "parameters", "constraints")}
     for key in SECTION_MODELS:
         if key in fields:
             fields[key] = _section(data, key, source)
@@ -488,6 +491,7 @@ def validate_sweep(data: Any, source: SweepSource) -> SweepConfig:
         raise source.error(("parameters",), str(exc)) from None
     _check_mode(cfg, data, source)
     _check_objectives(cfg, source)
+    cfg.constraints = parse_constraints(data.get("constraints"), source, None if cfg.is_program else PIPELINE_METRICS)
     _check_grid(cfg, source)
     if not cfg.space.searchable:
         raise source.error(("parameters",), "every parameter is a constant, so there is nothing to search")

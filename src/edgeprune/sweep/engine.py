@@ -32,6 +32,10 @@ trials before it creates one) — is *deferred*: put back to WAITING with its sa
 once a slot opens or the sweep is resumed with a larger cap. Of any ``cap + 1`` trials that pass this check,
 the one numbered last would have seen the other ``cap`` ahead of it (numbers follow creation; a trial that
 counts at the end was counted or waiting all along), so the study never runs more than ``cap`` trials.
+
+A sweep's ``constraints`` are judged where a result is told (:meth:`SweepStudy.complete`) and stored with the
+trial for Optuna's samplers and for every view of the front (:mod:`edgeprune.sweep.constraints`); a ``target``
+counts only when a feasible trial reaches it.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 from edgeprune.errors import EdgepruneError
 from edgeprune.sweep.analysis import analyse
 from edgeprune.sweep.config import SweepConfig
+from edgeprune.sweep.constraints import as_system_attrs, constraint_values, feasible
 from edgeprune.sweep.hyperband import metric_series, should_stop
 from edgeprune.sweep.live import publish_live_views
 from edgeprune.sweep.storage import open_storage, redact
@@ -91,6 +96,8 @@ def fingerprint(cfg: SweepConfig) -> str:
     """What a study's trials depend on; resuming a study from a sweep that changes any of it is refused."""
     relevant = {k: cfg.raw.get(k) for k in FINGERPRINT_KEYS}
     relevant["template_text"] = cfg.template_text
+    if cfg.raw.get("constraints"):  # only when given, so the studies of sweeps without them still match
+        relevant["constraints"] = cfg.raw["constraints"]
     return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -173,6 +180,7 @@ class SweepStudy:
         for key, value in {
             "fingerprint": fp, "sweep": cfg.raw, "kind": "program" if cfg.is_program else "pipeline",
             "objectives": [o.model_dump() for o in cfg.directions],
+            "constraints": [c.model_dump(exclude_none=True) for c in cfg.constraints],
             "metric": cfg.metric.model_dump() if cfg.metric else None, "params": cfg.space.names,
             "description": cfg.description,
         }.items():
@@ -198,7 +206,8 @@ class SweepStudy:
             return None
         for t in self.trials(TrialState.COMPLETE):
             value = t.user_attrs.get("metrics", {}).get(m.name)
-            if value is not None and (value >= m.target if m.goal == "maximize" else value <= m.target):
+            if value is not None and (value >= m.target if m.goal == "maximize" else value <= m.target) \
+                    and feasible(t):
                 return t
         return None
 
@@ -277,12 +286,13 @@ class SweepStudy:
         return None
 
     def complete(self, trial: Trial | int, metrics: dict[str, float], **attrs: Any) -> None:
-        """Tell the objectives; store every metric and the artifacts; recompute importance, correlation and the
-        live dashboard's figures.
+        """Tell the objectives; store every metric, the artifacts and the constraint values (before the tell, where
+        the samplers read them); recompute importance, correlation and the live dashboard's figures.
 
         ``trial`` may be a number: the trial may have been asked by another process (a remote producer).
         """
-        number = self._set_attrs(trial, {"metrics": metrics, **attrs})
+        constraints = as_system_attrs(constraint_values(self.cfg.constraints, metrics))
+        number = self._set_attrs(trial, {"metrics": metrics, **attrs}, constraints)
         self.study.tell(number, [float(metrics[o.name]) for o in self.cfg.directions])
         self.refresh_analysis()
         try:  # edgeprune's figures on the live dashboard; the result is told already and must stay so
@@ -294,11 +304,13 @@ class SweepStudy:
         number = self._set_attrs(trial, {"error": error, **attrs})
         self.study.tell(number, state=TrialState.PRUNED if pruned else TrialState.FAIL)
 
-    def _set_attrs(self, trial: Trial | int, attrs: dict[str, Any]) -> int:
+    def _set_attrs(self, trial: Trial | int, attrs: dict[str, Any], system: dict[str, Any] | None = None) -> int:
         number = trial if isinstance(trial, int) else trial.number
         trial_id = self.study.get_trials(deepcopy=False)[number]._trial_id
         for key, value in attrs.items():  # through the storage, as Optuna's RetryFailedTrialCallback does
             self.study._storage.set_trial_user_attr(trial_id, key, value)
+        for key, value in (system or {}).items():
+            self.study._storage.set_trial_system_attr(trial_id, key, value)
         return number
 
     def refresh_analysis(self) -> None:

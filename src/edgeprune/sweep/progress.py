@@ -17,6 +17,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from edgeprune.sweep.analysis import front
+from edgeprune.sweep.constraints import explain
 from edgeprune.sweep.engine import QUEUED_ATTR, SweepStudy
 from edgeprune.tracking import Trackers
 
@@ -54,23 +56,32 @@ def planned(study: SweepStudy) -> int | None:
 
 
 def status_line(study: SweepStudy, activity: str) -> str:
-    """``NAME: 3 done · ACTIVITY · 1 failed · 0 pruned · best top1 97.2 (trial 4)`` (or the front's size)."""
+    """``NAME: 3 done · ACTIVITY · 1 failed · 0 pruned · best top1 97.2 (trial 4)`` (or the front's size), and how
+    many completed trials break the sweep's constraints (never the best, never on the front)."""
     c = state_counts(study)
     text = f"{study.cfg.study_name}: {c['complete']} done · {activity} · {c['fail']} failed · {c['pruned']} pruned"
-    if c["complete"] and len(study.cfg.directions) == 1:
-        best = study.study.best_trial
-        text += f" · best {study.cfg.directions[0].name} {best.values[0]:.4g} (trial {best.number})"
-    elif c["complete"]:
-        text += f" · Pareto front {len(study.study.best_trials)} trials"
-    return text
+    done = study.trials(TrialState.COMPLETE)
+    best = front(done, {o.name: o.goal for o in study.cfg.directions})
+    if done and not best:
+        text += " · no feasible trial yet"
+    elif best and len(study.cfg.directions) == 1:
+        first = min(best, key=lambda t: t.number)
+        text += f" · best {study.cfg.directions[0].name} {first.values[0]:.4g} (trial {first.number})"
+    elif best:
+        text += f" · Pareto front {len(best)} trials"
+    infeasible = sum(1 for t in done if explain(t))
+    return text + (f" · {infeasible} infeasible" if infeasible else "")
 
 
 def trial_line(study: SweepStudy, number: int, state: str, error: str | None) -> str:
-    """``trial 4 done: top1 97.2  latency_ms 0.31``, or the trial's state and error (Rich markup)."""
+    """``trial 4 done: top1 97.2  latency_ms 0.41`` (then ``, infeasible: latency_ms 0.41 > max 0.35 (by 0.06)`` when
+    it breaks a constraint), or the trial's state and error (Rich markup)."""
     if state == "COMPLETE":
-        metrics = study.trials()[number].user_attrs["metrics"]
+        trial = study.trials()[number]
+        metrics = trial.user_attrs["metrics"]
         shown = "  ".join(f"{o.name} {metrics[o.name]:.4g}" for o in study.cfg.directions)
-        return f"trial {number} [green]done[/]: {shown}"
+        line, broken = f"trial {number} [green]done[/]: {shown}", explain(trial)
+        return f"{line}, [yellow]infeasible[/]: {escape(broken)}" if broken else line
     style = "yellow" if state == "PRUNED" else "red"
     return f"trial {number} [{style}]{state.lower()}[/]: {escape(str(error))}"
 

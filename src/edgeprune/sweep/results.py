@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from edgeprune.errors import ConfigError, UnknownNameError
+from edgeprune.sweep.constraints import ConstraintSpec, specs_from_attr
 from edgeprune.sweep.storage import open_storage, redact
 
 
@@ -47,6 +48,11 @@ class StudyData:
     @property
     def complete(self) -> list[Any]:
         return [t for t in self.trials if t.state.name == "COMPLETE" and "metrics" in t.user_attrs]
+
+    @property
+    def constraints(self) -> list[ConstraintSpec]:
+        """The sweep's constraints, as recorded with the study (none for a sweep without them)."""
+        return specs_from_attr(self.attrs.get("constraints"))
 
     @property
     def params(self) -> list[str]:

@@ -28,6 +28,7 @@ from rich.console import Console
 from edgeprune.errors import ConfigError
 from edgeprune.signals import sigterm_as_interrupt
 from edgeprune.sweep.config import SweepConfig
+from edgeprune.sweep.constraints import unmeasured
 from edgeprune.sweep.engine import LEASE_S, MAX_INITIAL_FAILURES, AskedTrial, SweepStudy
 from edgeprune.sweep.process import TrialOutput, TrialProcess, build_command, new_run_id, write_wandb_params
 from edgeprune.sweep.progress import (
@@ -189,6 +190,7 @@ class SweepRunner:
         metrics = {k: float(v) for k, v in out.summary.items()
                    if isinstance(v, (int, float)) and not isinstance(v, bool)}
         missing = [n for n in names if n not in metrics]
+        missing += [n for n in unmeasured(self.cfg.constraints, metrics) if n not in missing]  # cannot be judged
         if missing:
             logged = ", ".join(sorted(metrics)) or "nothing"
             self._end(r, "FAIL", f"the program never logged {', '.join(missing)} (it logged: {logged})")
