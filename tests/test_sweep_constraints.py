@@ -19,6 +19,7 @@ from optuna.trial import TrialState
 from rich.console import Console
 
 from edgeprune.fileio import sha256_file
+from edgeprune.report.study_html import write_study_report
 from edgeprune.sweep.analysis import front
 from edgeprune.sweep.config import BenchmarkSettings, SweepError, load_sweep, parse_sweep
 from edgeprune.sweep.constraints import explain
@@ -26,6 +27,7 @@ from edgeprune.sweep.engine import StudyMismatchError, SweepStudy, fingerprint
 from edgeprune.sweep.job import TrialJob
 from edgeprune.sweep.measure import measure_and_tell
 from edgeprune.sweep.progress import status_line, trial_line
+from edgeprune.sweep.results import load_study_data
 from edgeprune.sweep.runner import SweepRunner
 from edgeprune.sweep.status import study_status
 from tests.conftest import run_cli
@@ -75,10 +77,38 @@ def test_infeasible_trials_are_stored_kept_off_the_front_and_listed_with_what_th
     assert all(f"infeasible: {text}" in printed for text in BROKEN.values())
 
 
+def test_the_report_marks_infeasible_trials_beside_the_front(tmp_path: Path) -> None:
+    told(f"sqlite:///{tmp_path / 'study.db'}")
+    page = write_study_report(str(tmp_path)).read_text()
+    assert "1 of 5 trials on the Pareto front, 3 infeasible" in page  # the figure's title, in the SVG
+    assert "<dt>constraints</dt><dd>latency_ms ≤ 1, top1 ≥ 91</dd>" in page and "<th>constraints</th>" in page
+    for number, text in BROKEN.items():
+        row = page.split(f"<tr><td>{number}</td>", 1)[1].split("</tr>", 1)[0]
+        assert f'<span class="infeasible">infeasible: {text.replace(">", "&gt;").replace("<", "&lt;")}</span>' in row
+    for number in (1, 4):
+        assert "<td>ok</td>" in page.split(f"<tr><td>{number}</td>", 1)[1].split("</tr>", 1)[0]
+
+
+def test_the_live_front_draws_infeasible_trials_apart(tmp_path: Path) -> None:
+    pytest.importorskip("plotly", reason="the live view needs pip install 'edgeprune[dashboard]'")
+    from edgeprune.sweep.live import FRONT_ID, TABLE_ID, live_views
+
+    told(f"sqlite:///{tmp_path / 'study.db'}")
+    views = live_views(load_study_data(str(tmp_path)))
+    traces = {t.name: t for t in views[FRONT_ID].data}
+    assert list(traces["Pareto front"].x) == [0.9] and list(traces["trials"].x) == [1.0, 0.9]
+    assert list(traces["infeasible (3)"].x) == [1.5, 1.2, 0.5]
+    assert all(f"<b>infeasible</b>: {text}" in hover for text, hover in zip(
+        [BROKEN[0], BROKEN[2], BROKEN[3]], traces["infeasible (3)"].text, strict=True))
+    assert "1 of 5 measured trials on the front, 3 infeasible" in views[FRONT_ID].layout.title.text
+    assert list(views[TABLE_ID].data[0].cells.values[0]) == ["dense", "#4"]
+
+
 def test_no_feasible_trial_yet_is_said_not_crashed_on(tmp_path: Path) -> None:
     study = told(f"sqlite:///{tmp_path / 'study.db'}", results=[RESULTS[0], RESULTS[3]])
     assert "no feasible trial yet · 2 infeasible" in status_line(study, "idle")
     assert study_status(str(tmp_path))["best"] == []
+    assert "0 of 2 trials on the Pareto front, 2 infeasible" in write_study_report(str(tmp_path)).read_text()
 
 
 @pytest.mark.parametrize("sampler", ["tpe", "gp"])

@@ -1,11 +1,12 @@
 """``edgeprune report STUDY -o report.html``: one static HTML file about a sweep, readable offline.
 
 What it shows, in the order a reader asks: the Pareto front of top-1 against measured latency (MACs as the
-marker colour, the dense model as a star), a parallel-coordinates view of parameters against objectives,
+marker colour, the dense model as a star, trials that break the sweep's constraints as red crosses, never on
+the front), a parallel-coordinates view of parameters against objectives,
 parameter importance (random forest as WandB, PED-ANOVA) next to linear correlation, each trial's
 per-epoch metric (early-terminated trials dashed), sensitivity plots found in the run directory, and a
 table of every trial linking its artifacts, with its latency speed-up over the dense model when both were
-measured.
+measured and, for a sweep with constraints, which bound an infeasible trial broke and by how much.
 
 Why matplotlib SVG inlined into the HTML rather than plotly: the file must open with no network and no
 JavaScript at all (a CDN script or a 4 MB inlined bundle per report is fragile to mail or archive), and the
@@ -31,10 +32,12 @@ from matplotlib.ticker import MaxNLocator
 from edgeprune.errors import ConfigError
 from edgeprune.fileio import write_text
 from edgeprune.sweep.analysis import pareto_mask
+from edgeprune.sweep.constraints import describe_all, explain
 from edgeprune.sweep.results import StudyData, load_study_data, metric_value
 
 STATE_COLOURS = {"COMPLETE": "#1b7837", "PRUNED": "#b8860b", "FAIL": "#b2182b", "RUNNING": "#2166ac",
                  "WAITING": "#777777"}
+INFEASIBLE_COLOUR = "#b2182b"
 
 
 # ------------------------------------------------------------------------------------------------- figures
@@ -43,22 +46,37 @@ def pareto_figure(data: StudyData) -> Figure | None:
     if axes is None:
         return None
     (xn, xg), (yn, yg) = axes
-    trials = [t for t in data.complete if metric_value(t, xn) is not None and metric_value(t, yn) is not None]
-    if not trials:
+    measured = [t for t in data.complete if metric_value(t, xn) is not None and metric_value(t, yn) is not None]
+    if not measured:
         return None
-    xy = np.array([[metric_value(t, xn), metric_value(t, yn)] for t in trials], float)
+    trials = [t for t in measured if not explain(t)]  # the feasible ones: the front is theirs alone
+    infeasible = [t for t in measured if t not in trials]
+    xy = np.array([[metric_value(t, xn), metric_value(t, yn)] for t in trials], float).reshape(-1, 2)
     on_front = pareto_mask(xy, [xg == "maximize", yg == "maximize"])
     macs = [metric_value(t, "macs") for t in trials]
     fig = Figure(figsize=(7.5, 4.8))
     ax = fig.add_subplot()
-    if all(m is not None for m in macs):
+    if infeasible:
+        bad = np.array([[metric_value(t, xn), metric_value(t, yn)] for t in infeasible], float)
+        ax.scatter(bad[:, 0], bad[:, 1], marker="x", s=40, color=INFEASIBLE_COLOUR, zorder=3,
+                   label=f"infeasible ({describe_all(data.constraints) or 'breaks a constraint'})")
+        for t, (x, y) in zip(infeasible, bad, strict=True):
+            ax.annotate(f"#{t.number}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7,
+                        color=INFEASIBLE_COLOUR)
+    for spec in data.constraints:  # the bounds that lie on an axis, as dashed lines
+        for _, bound in spec.bounds():
+            if spec.name in (xn, yn):
+                (ax.axvline if spec.name == xn else ax.axhline)(bound, color=INFEASIBLE_COLOUR, linestyle="--",
+                                                                linewidth=0.8, zorder=1)
+    if trials and all(m is not None for m in macs):
         points = ax.scatter(xy[:, 0], xy[:, 1], c=np.array(macs, float) / 1e6, cmap="viridis", s=46, zorder=3,
                             edgecolors=np.where(on_front, "black", "none"), linewidths=1.4)
         fig.colorbar(points, ax=ax, label="MMACs per image")
     else:
         ax.scatter(xy[:, 0], xy[:, 1], s=46, zorder=3, edgecolors=np.where(on_front, "black", "none"))
     front = xy[on_front][np.argsort(xy[on_front][:, 0])]
-    ax.step(front[:, 0], front[:, 1], where="post", color="black", linewidth=1, zorder=2, label="Pareto front")
+    ax.step(front[:, 0], front[:, 1], where="post", color="black", linewidth=1, zorder=2,
+            label="Pareto front" if len(front) else "_nolegend_")
     for t, (x, y), keep in zip(trials, xy, on_front, strict=True):
         if keep:
             ax.annotate(f"#{t.number}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
@@ -67,7 +85,8 @@ def pareto_figure(data: StudyData) -> Figure | None:
         ax.scatter([base[xn]], [base[yn]], marker="*", s=180, color="#d6604d", zorder=4, label="dense model")
     ax.set_xlabel(xn + (" (median, ms)" if xn == "latency_ms" else ""))
     ax.set_ylabel(yn + (" (%)" if yn == "top1" else ""))
-    ax.set_title(f"{yn} vs {xn}: {int(on_front.sum())} of {len(trials)} trials on the Pareto front")
+    ax.set_title(f"{yn} vs {xn}: {int(on_front.sum())} of {len(measured)} trials on the Pareto front"
+                 + (f", {len(infeasible)} infeasible" if infeasible else ""))
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
@@ -199,7 +218,9 @@ def trial_table(data: StudyData, base: Path) -> str:
                      key=lambda k: ([o["name"] for o in data.objectives] + [k]).index(k))
     dense_ms = (data.attrs.get("baseline") or {}).get("latency_ms")
     speedup = isinstance(dense_ms, (int, float)) and dense_ms > 0 and "latency_ms" in metrics
-    head = ["#", "state", *data.params, *metrics, *(["speed-up"] if speedup else []), "seconds", "artifacts / error"]
+    constrained = bool(data.constraints)
+    head = ["#", "state", *data.params, *metrics, *(["speed-up"] if speedup else []),
+            *(["constraints"] if constrained else []), "seconds", "artifacts / error"]
     rows = []
     for t in data.trials:
         config = t.user_attrs.get("config", {})
@@ -212,11 +233,21 @@ def trial_table(data: StudyData, base: Path) -> str:
         last = artifacts or (f'<pre>{html.escape(error[-600:])}</pre>' if error else "")
         cells = [str(t.number), f'<span style="color:{STATE_COLOURS.get(t.state.name, "#000")}">{t.state.name}</span>',
                  *(_fmt(config.get(p, "")) for p in data.params), *(_fmt(m.get(k, "")) for k in metrics), *ratio,
-                 _fmt(seconds) if seconds is not None else "", last]
+                 *([_feasibility(t)] if constrained else []), _fmt(seconds) if seconds is not None else "", last]
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     header = "".join(f"<th>{html.escape(h)}</th>" for h in head)
     body = "".join(rows)
     return f'<div style="overflow-x:auto"><table><thead><tr>{header}</tr></thead><tbody>{body}</tbody></table></div>'
+
+
+def _feasibility(trial: Any) -> str:
+    """A completed trial's standing against the constraints: ``ok``, or ``infeasible:`` and what it broke."""
+    if trial.state.name != "COMPLETE":
+        return ""
+    broken = explain(trial)
+    if not broken:
+        return "ok"
+    return f'<span class="infeasible">infeasible: {html.escape(broken)}</span>'
 
 
 def sensitivity_images(run_dir: Path | None) -> list[tuple[str, str]]:
@@ -238,7 +269,7 @@ h1{margin-bottom:.2rem}h2{margin-top:2rem;border-bottom:1px solid #ddd}.muted{co
 table{border-collapse:collapse;font-size:.85rem;width:100%}td,th{border:1px solid #ddd;padding:.25rem .45rem;
 text-align:right;vertical-align:top}th{background:#f4f4f4}td:last-child{text-align:left}pre{white-space:pre-wrap;
 margin:0;font-size:.75rem;max-width:32rem}svg,img{max-width:100%;height:auto}dl{display:grid;
-grid-template-columns:max-content auto;gap:.2rem 1rem}dt{font-weight:600}"""
+grid-template-columns:max-content auto;gap:.2rem 1rem}dt{font-weight:600}.infeasible{color:#b2182b}"""
 
 
 def render_report(data: StudyData, out: Path, *, png: bool = False) -> str:
@@ -264,6 +295,7 @@ def render_report(data: StudyData, out: Path, *, png: bool = False) -> str:
         "storage": data.storage, "method": sweep.get("method", "?") + (
             f" ({sweep.get('sampler', 'gp')})" if sweep.get("method") == "bayes" else ""),
         "objectives": ", ".join(f"{o['goal']} {o['name']}" for o in data.objectives),
+        **({"constraints": describe_all(data.constraints)} if data.constraints else {}),
         "trials": counts or "none",
         "dense model": ", ".join(f"{k} {_fmt(v)}" for k, v in (data.attrs.get("baseline") or {}).items()) or "—",
         "written": dt.datetime.now().isoformat(timespec="seconds"),

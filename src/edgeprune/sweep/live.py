@@ -4,9 +4,10 @@ optuna-dashboard (``edgeprune dashboard``, :mod:`edgeprune.sweep.dashboard`) dra
 trials, parameters, objectives, its own Pareto front and importances — from the study as it grows. What it
 cannot know is what an edgeprune result means: that ``latency_ms`` was *measured* on a device (which one),
 that the dense model is the reference every trial is compared with (its speed-up), how many MACs pruning
-removed, and which trials break a latency budget. Those views are plotly figures saved into the study with
-optuna-dashboard's own ``save_plotly_graph_object``; the dashboard shows saved figures on the study's page
-and its live update fetches them again with the trials, so they follow the sweep without a reload.
+removed, and which trials break a latency budget or the sweep's constraints. Those views are plotly figures
+saved into the study with optuna-dashboard's own ``save_plotly_graph_object``; the dashboard shows saved figures
+on the study's page and its live update fetches them again with the trials, so they follow the sweep without a
+reload.
 
 They are saved where results are told (:meth:`edgeprune.sweep.engine.SweepStudy.complete`, and when the
 consumer has measured the dense model), so every dashboard on the study — on any machine — sees them, and
@@ -14,7 +15,8 @@ again when ``edgeprune dashboard`` starts, for studies told by agents without th
 Each figure keeps one id and is overwritten, never appended.
 
 The latency budget (``edgeprune dashboard --latency-budget MS``) is stored with the study, so whoever tells
-the next result draws it too: trials over it are infeasible — drawn apart and left out of the front.
+the next result draws it too: trials over it are drawn apart and left out of the front. Trials that break the
+sweep file's ``constraints`` (:mod:`edgeprune.sweep.constraints`) are drawn apart too, with what they broke.
 """
 
 from __future__ import annotations
@@ -27,13 +29,14 @@ from typing import Any
 import optuna
 
 from edgeprune.sweep.analysis import front
+from edgeprune.sweep.constraints import describe_all, explain
 from edgeprune.sweep.results import StudyData, metric_value, study_data
 
 FRONT_ID = "edgeprune-front"
 TABLE_ID = "edgeprune-front-table"
 SPEEDUP_ID = "edgeprune-speedup"
 BUDGET_ATTR = "latency_budget_ms"
-DENSE_COLOUR, OVER_COLOUR = "#d6604d", "#9e9e9e"
+DENSE_COLOUR, OVER_COLOUR, INFEASIBLE_COLOUR = "#d6604d", "#9e9e9e", "#b2182b"
 HEIGHT = 440  # the dashboard gives each saved figure a 450-px box
 
 
@@ -85,13 +88,15 @@ def _hover(t: Any, xn: str, yn: str, dense: dict[str, Any]) -> str:
         share = f" ({macs / dense['macs']:.0%} of dense)" if isinstance(dense.get("macs"), (int, float)) else ""
         lines.append(f"{macs / 1e6:.3g} MMACs{share}")
     lines += [f"{k} = {v}" for k, v in t.user_attrs.get("config", {}).items()]
-    return "<br>".join(lines)
+    broken = explain(t)
+    return "<br>".join(lines + ([f"<b>infeasible</b>: {broken}"] if broken else []))
 
 
 @dataclass
 class Front:
-    """The front's axes and trials as both front views draw them: the measured ones, those over the budget, and the
-    feasible ones no other feasible trial beats, fastest first."""
+    """The front's axes and trials as both front views draw them: the measured ones, those that break the sweep's
+    constraints, those (else feasible) over the budget, and the feasible ones no other feasible trial beats, fastest
+    first."""
 
     x: str
     y: str
@@ -100,6 +105,12 @@ class Front:
     trials: list[Any]
     over: list[Any]
     on_front: list[Any]
+    infeasible: list[Any]
+
+    @property
+    def shown(self) -> list[Any]:
+        """The trials drawn as candidates: neither infeasible nor over the budget."""
+        return [t for t in self.trials if t not in self.over and t not in self.infeasible]
 
 
 def front_of(data: StudyData) -> Front | None:
@@ -109,22 +120,24 @@ def front_of(data: StudyData) -> Front | None:
     (xn, xg), (yn, yg) = axes
     budget = data.attrs.get(BUDGET_ATTR) if xn == "latency_ms" else None
     trials = [t for t in data.complete if metric_value(t, xn) is not None and metric_value(t, yn) is not None]
-    over = [t for t in trials if budget is not None and metric_value(t, xn) > budget]
-    feasible = [t for t in trials if t not in over]
-    on_front = sorted(front(feasible, {xn: xg, yn: yg}), key=lambda t: metric_value(t, xn))
-    return Front(xn, yn, data.attrs.get("baseline") or {}, budget, trials, over, on_front)
+    infeasible = [t for t in trials if explain(t)]
+    over = [t for t in trials if budget is not None and metric_value(t, xn) > budget and t not in infeasible]
+    within = [t for t in trials if t not in over]
+    on_front = sorted(front(within, {xn: xg, yn: yg}), key=lambda t: metric_value(t, xn))  # feasible ones only
+    return Front(xn, yn, data.attrs.get("baseline") or {}, budget, trials, over, on_front, infeasible)
 
 
 def front_figure(data: StudyData) -> Any:
     """Top-1 against measured latency: MACs as colour, the front as a step line, the dense model as a star,
-    trials over the latency budget in grey; the title says how many are on the front and the device."""
+    trials over the latency budget in grey, those that break a constraint as red crosses; the title says how many
+    are on the front and the device."""
     import plotly.graph_objects as go
 
     f = front_of(data)
     if f is None:
         return None
     xn, yn, dense, budget = f.x, f.y, f.dense, f.budget
-    feasible = [t for t in f.trials if t not in f.over]
+    feasible = f.shown
     fig = go.Figure()
     macs = [metric_value(t, "macs") for t in feasible]
     fig.add_trace(go.Scatter(
@@ -136,11 +149,20 @@ def front_figure(data: StudyData) -> Any:
     fig.add_trace(go.Scatter(x=[metric_value(t, xn) for t in f.on_front], y=[metric_value(t, yn) for t in f.on_front],
                              mode="lines", line={"shape": "hv", "color": "black", "width": 1},
                              name="Pareto front", hoverinfo="skip"))
-    if f.over:
-        fig.add_trace(go.Scatter(x=[metric_value(t, xn) for t in f.over], y=[metric_value(t, yn) for t in f.over],
-                                 mode="markers", name=f"over budget ({len(f.over)})", hoverinfo="text",
-                                 text=[_hover(t, xn, yn, dense) for t in f.over],
-                                 marker={"symbol": "x", "size": 10, "color": OVER_COLOUR}))
+    for apart, label, colour in ((f.over, "over budget", OVER_COLOUR), (f.infeasible, "infeasible", INFEASIBLE_COLOUR)):
+        if apart:
+            fig.add_trace(go.Scatter(x=[metric_value(t, xn) for t in apart], y=[metric_value(t, yn) for t in apart],
+                                     mode="markers", name=f"{label} ({len(apart)})", hoverinfo="text",
+                                     text=[_hover(t, xn, yn, dense) for t in apart],
+                                     marker={"symbol": "x", "size": 10, "color": colour}))
+    for spec in data.constraints:  # the sweep's bounds that lie on an axis
+        for kind, bound in spec.bounds():
+            style = {"line": {"dash": "dot", "color": INFEASIBLE_COLOUR, "width": 1},
+                     "annotation_text": f"{kind} {bound:g}"}
+            if spec.name == xn:
+                fig.add_vline(x=bound, annotation_position="bottom left", **style)
+            elif spec.name == yn:
+                fig.add_hline(y=bound, annotation_position="top left", **style)
     if budget is not None:
         fig.add_vline(x=budget, line={"dash": "dash", "color": OVER_COLOUR},
                       annotation_text=f"budget {budget:g} ms", annotation_position="top left")
@@ -153,6 +175,9 @@ def front_figure(data: StudyData) -> Any:
               "waiting for the first measured trial")
     if budget is not None:
         status += f", {len(f.over)} over the {budget:g} ms budget"
+    constraints = describe_all(data.constraints)
+    if constraints:
+        status += f", {len(f.infeasible)} infeasible ({constraints})"
     fig.update_layout(
         title={"text": f"{yn} vs measured {xn}: {status}<br><sup>{devices(data)}</sup>", "font": {"size": 14}},
         xaxis_title=xn + (" (median, ms)" if xn == "latency_ms" else ""),
