@@ -30,7 +30,7 @@ from edgeprune.sweep.progress import status_line, trial_line
 from edgeprune.sweep.results import load_study_data
 from edgeprune.sweep.runner import SweepRunner
 from edgeprune.sweep.status import study_status
-from tests.conftest import run_cli
+from tests.conftest import REPO, run_cli
 from tests.test_sweep_config import PIPELINE, write_pipeline
 from tests.test_sweep_report import SWEEP as REPORT_SWEEP
 
@@ -250,3 +250,8 @@ def test_a_pipeline_constraint_names_a_measured_metric(tmp_path: Path) -> None:
     cfg = load_sweep(write_pipeline(tmp_path, body.replace("weights,", "weight_params,")))
     assert [(c.name, c.max, c.min) for c in cfg.constraints] == [("weight_params", 1e5, None)]
     assert json.dumps(cfg.constraints[0].model_dump(exclude_none=True)) == '{"name": "weight_params", "max": 100000.0}'
+
+
+def test_the_budget_example_loads() -> None:
+    cfg = load_sweep(REPO / "examples" / "sweeps" / "resnet20_digits_budget.yaml")
+    assert [c.describe() for c in cfg.constraints] == ["latency_ms ≤ 0.045", "top1 ≥ 95"]
