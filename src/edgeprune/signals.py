@@ -18,7 +18,14 @@ from typing import Any, NoReturn
 _INTERRUPTED = threading.Event()
 _PENDING = threading.Event()  # arrived while deferred; raised when the deferred block ends
 _deferring = [0]
-_active = [0]  # inside sigterm_as_interrupt: only there does an interrupt raise
+
+
+def _handler(signum: int, frame: Any) -> None:
+    _INTERRUPTED.set()
+    if _deferring[0]:
+        _PENDING.set()
+        return
+    raise KeyboardInterrupt
 
 
 def interrupt_requested() -> bool:
@@ -32,23 +39,14 @@ def interrupt_requested() -> bool:
 def sigterm_as_interrupt() -> Iterator[None]:
     """Let SIGTERM unwind like Ctrl-C, so running trials are stopped and queued again; both are remembered
     (:func:`interrupt_requested`). SIGINT stays ignored where it was (a shell's background job)."""
-    def handler(signum: int, frame: Any) -> None:
-        _INTERRUPTED.set()
-        if _deferring[0]:
-            _PENDING.set()
-            return
-        raise KeyboardInterrupt
-
     _INTERRUPTED.clear()
     _PENDING.clear()
-    _active[0] += 1
     signals = [signal.SIGTERM] + ([signal.SIGINT] if signal.getsignal(signal.SIGINT) is signal.default_int_handler
                                   else [])
-    previous = {s: signal.signal(s, handler) for s in signals}
+    previous = {s: signal.signal(s, _handler) for s in signals}
     try:
         yield
     finally:
-        _active[0] -= 1
         for s, before in previous.items():
             signal.signal(s, before)
 
@@ -60,7 +58,7 @@ def raise_if_interrupted() -> None:
     ``__del__`` that the garbage collector happens to run at that moment — Python prints "Exception ignored"
     and carries on, and an interrupted consumer would measure a million iterations more. A loop that asks here
     stops anyway. Inside :func:`interrupts_deferred` it waits for the block's end, like the signal itself."""
-    if _active[0] and _INTERRUPTED.is_set() and not _deferring[0]:
+    if _INTERRUPTED.is_set() and not _deferring[0] and signal.getsignal(signal.SIGTERM) is _handler:
         raise KeyboardInterrupt
 
 

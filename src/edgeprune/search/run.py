@@ -1,0 +1,302 @@
+"""``edgeprune search``: a latency budget in, the most accurate pruned model that measurably meets it out.
+
+The steps, each recorded in ``OUT/search.json`` so that an interrupted search resumes where it stopped:
+
+1. **Table** — every kernel any width configuration can have is timed on the target once
+   (:mod:`edgeprune.search.latency`, cached per device fingerprint: a second search measures nothing).
+2. **Dense and calibration** — the dense network, the narrowest one and a few random configurations are
+   measured whole; the latency model is fitted on them (:mod:`edgeprune.search.predict`). A budget below the
+   narrowest network's measured latency is refused with that latency.
+3. **Importance** — first-order Taylor scores of every filter on a few training batches.
+4. **Candidates** — the greedy search (:func:`~edgeprune.search.greedy.greedy_widths`) at the budget and at
+   slightly tighter predicted budgets (a hedge against prediction error); each candidate is pruned and thinned
+   by its own Distiller schedule through ``edgeprune prune``'s code, exported, and measured whole. Those over
+   the budget are dropped; if none is left, the model is refitted with them and tighter candidates are tried.
+5. **Fine-tuning** — the candidates under budget with the least estimated loss are fine-tuned (optionally
+   distilled from the dense model), and the one with the best validation top-1 is the result.
+
+Output: ``OUT/best/`` holds the schedule (``edgeprune prune MODEL schedule.yaml --thin`` gives the same widths),
+the fine-tuned checkpoint, its ONNX file (and OpenVINO IR for the openvino backend); ``OUT/report.html`` shows
+budget against measured latency, widths against the dense ones, predicted against measured latency of every
+network measured, and accuracy before pruning, after pruning and after fine-tuning.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from edgeprune.data import BatchLoader, load_dataset
+from edgeprune.distillation import DistillConfig
+from edgeprune.errors import ConfigError
+from edgeprune.fileio import write_json, write_text
+from edgeprune.jobs.export import export_model
+from edgeprune.jobs.inputs import load_model_for_data, normalization_for
+from edgeprune.jobs.prune import prune_model
+from edgeprune.jobs.train import evaluate_model, train_model
+from edgeprune.search.budget import Budget
+from edgeprune.search.greedy import greedy_widths, uniform_widths
+from edgeprune.search.importance import estimated_loss, removal_order, taylor_importance, unit_costs
+from edgeprune.search.latency import LatencyTable, Target
+from edgeprune.search.predict import LatencyModel
+from edgeprune.search.space import SearchSpace, Widths, build_space, render_widths_schedule
+from edgeprune.training.loop import TrainConfig
+from edgeprune.training.seeding import seed_everything
+
+STATE_FILE = "search.json"
+HEDGES = (1.0, 0.97, 0.94, 0.91, 0.88)  # predicted budgets tried, as fractions of the real one
+
+
+@dataclass
+class SearchSettings:
+    """What ``edgeprune search`` takes besides MODEL, DATA and OUT."""
+
+    latency: str = "0.6x"
+    target: Target = field(default_factory=Target)
+    steps: int = 8
+    min_fraction: float = 0.25
+    calibration: int = 6  # whole networks measured to fit the latency model (dense and narrowest included)
+    candidates: int = 3  # candidates measured whole per round
+    finetune: int = 2  # of those under budget, how many are fine-tuned
+    importance_batches: int = 8
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=1, lr=0.01, progress=False))
+    distill: DistillConfig | None = None
+    eval_limit: int | None = None  # test images for the accuracies (None: the whole split)
+    cache_dir: str | None = None
+    seed: int = 0
+
+
+@dataclass
+class Measured:
+    """One network measured whole on the target."""
+
+    widths: Widths
+    kind: str  # dense, narrowest, calibration, candidate, uniform
+    measured_ms: float
+    predicted_ms: float | None = None
+    estimated_loss: float | None = None
+    hedge: float | None = None
+    macs: int | None = None
+    checkpoint: str | None = None
+    top1_pruned: float | None = None
+    top1_finetuned: float | None = None
+
+
+@dataclass
+class SearchResult:
+    out_dir: Path
+    budget_ms: float
+    dense: Measured
+    best: Measured
+    measured: list[Measured]
+    table_kernels: int
+    table_measured_now: int
+    dense_top1: float
+
+
+class _State:
+    """``search.json``: what has been measured and trained, reused on resume if the settings are the same."""
+
+    def __init__(self, path: Path, key: dict[str, Any]) -> None:
+        self.path, self.key = path, key
+        self.measured: list[Measured] = []
+        self.extra: dict[str, Any] = {}
+        if path.exists():
+            data = json.loads(path.read_text())
+            if data.get("key") == key:
+                self.measured = [Measured(**m) for m in data.get("measured", [])]
+                self.extra = data.get("extra", {})
+
+    def find(self, widths: Widths, kind: str | None = None) -> Measured | None:
+        for m in self.measured:
+            if m.widths == widths and (kind is None or m.kind == kind):
+                return m
+        return None
+
+    def save(self) -> None:
+        write_json(self.path, {"key": self.key, "measured": [asdict(m) for m in self.measured], "extra": self.extra})
+
+
+def search(model_spec: str, data: str, out_dir: str | Path, settings: SearchSettings | None = None, *,
+           console: Console | None = None) -> SearchResult:
+    """Run the whole search (see the module docstring); returns the best model and everything measured."""
+    settings = settings or SearchSettings()
+    console = console or Console(stderr=True)
+    budget = Budget.parse(settings.latency)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    seed_everything(settings.seed)
+    train_data = load_dataset(data, "train")
+    loaded = load_model_for_data(model_spec, train_data)
+    model = loaded.model.eval()
+    space = build_space(model, steps=settings.steps, min_fraction=settings.min_fraction)
+    if not space.units:
+        raise ConfigError(f"{model_spec}: no conv of this model can be narrowed, so there is nothing to search.",
+                          hint="; ".join(f"{k}: {v}" for k, v in list(space.excluded.items())[:3]))
+    state = _State(out / STATE_FILE, {"model": str(model_spec), "data": str(data), "latency": str(budget),
+                                      "target": asdict(settings.target), "steps": settings.steps,
+                                      "min_fraction": settings.min_fraction, "seed": settings.seed})
+
+    # 1. the table
+    table = LatencyTable(settings.target, settings.cache_dir)
+    kernels = space.all_kernels()
+    todo = len(table.missing(kernels))
+    console.print(f"latency table {table.path}: {len(kernels) - todo} of {len(kernels)} kernels known, "
+                  f"measuring {todo}", highlight=False)
+    _with_progress(console, "measuring kernels", todo, lambda tick: table.measure(kernels, tick))
+
+    # 2. dense, narrowest, calibration
+    networks = _Networks(model_spec, data, loaded.arch, space, settings, out, state, console)
+    dense = networks.measure(space.dense, "dense")
+    budget_ms = budget.ms(dense.measured_ms)
+    narrowest = networks.measure(space.narrowest, "narrowest")
+    if narrowest.measured_ms > budget_ms:
+        raise ConfigError(f"No network in the search space meets {budget_ms:.4g} ms ({budget}): the fastest, every "
+                          f"unit at its narrowest, measures {narrowest.measured_ms:.4g} ms on "
+                          f"{table.fingerprint['device_name']} (dense: {dense.measured_ms:.4g} ms).",
+                          hint=f"Ask for at least {narrowest.measured_ms / dense.measured_ms:.3g}x "
+                               f"({narrowest.measured_ms:.4g} ms), or lower --min-fraction.")
+    rng = random.Random(settings.seed)
+    for _ in range(max(0, settings.calibration - 2)):
+        networks.measure({u.name: rng.choice(u.options) for u in space.units}, "calibration")
+    latency = networks.refit(table)
+    console.print(f"dense {dense.measured_ms:.4g} ms, budget {budget_ms:.4g} ms ({budget}); latency model: "
+                  f"{latency.scale:.3f} x kernel sum + {latency.offset:.4g} ms", highlight=False)
+
+    # 3. importance
+    norm = normalization_for(loaded, train_data)
+    loader = BatchLoader(train_data.subset(64 * settings.importance_batches), 64, shuffle=False, augment=False,
+                         mean=norm["mean"], std=norm["std"])
+    costs = unit_costs(taylor_importance(model, loader, space), removal_order(model, space), space)
+
+    # 4. candidates, measured whole
+    uniform = uniform_widths(space, latency, budget_ms)
+    if uniform is not None:
+        networks.measure(uniform, "uniform", predicted=latency.predict(uniform),
+                         loss=estimated_loss(costs, uniform))
+    feasible: list[Measured] = []
+    for _round in range(3):
+        for hedge in HEDGES:
+            widths = greedy_widths(space, latency, costs, budget_ms * hedge)
+            if widths is None or any(m.widths == widths for m in feasible):
+                continue
+            m = networks.measure(widths, "candidate", predicted=latency.predict(widths),
+                                 loss=estimated_loss(costs, widths), hedge=hedge)
+            if m.measured_ms <= budget_ms and m not in feasible:
+                feasible.append(m)
+            if len([c for c in state.measured if c.kind == "candidate"]) >= settings.candidates * (_round + 1):
+                break
+        if feasible:
+            break
+        latency = networks.refit(table)  # the misses teach the model; try tighter candidates
+    if not feasible:
+        raise ConfigError(f"None of the candidates measured under {budget_ms:.4g} ms although their predictions "
+                          "did; the latency of this device varies more than the search can hedge.",
+                          hint="Measure on a quieter machine, raise --threads to the device's setting, or ask "
+                               "for a slightly larger budget.")
+
+    # 5. fine-tune the most promising, pick by validation accuracy
+    dense_top1 = networks.top1(model_spec)
+    ranked = sorted(feasible, key=lambda m: m.estimated_loss or 0.0)[:max(1, settings.finetune)]
+    for m in ranked:
+        networks.finetune(m)
+    best = max(ranked, key=lambda m: m.top1_finetuned or 0.0)
+    networks.publish(best, out / "best")
+    result = SearchResult(out, budget_ms, dense, best, state.measured, len(kernels), table.measured_now, dense_top1)
+    state.extra.update({"budget_ms": budget_ms, "dense_top1": dense_top1, "best": asdict(best),
+                        "latency_model": {"scale": latency.scale, "offset": latency.offset},
+                        "table": str(table.path), "fingerprint": table.fingerprint})
+    state.save()
+    from edgeprune.search.report import write_report
+
+    write_report(result, space, table.fingerprint, out / "report.html")
+    return result
+
+
+class _Networks:
+    """Prune, thin, export and measure whole networks; fine-tune and evaluate them. Everything goes to disk."""
+
+    def __init__(self, model_spec: str, data: str, arch: str, space: SearchSpace, settings: SearchSettings,
+                 out: Path, state: _State, console: Console) -> None:
+        self.model_spec, self.data, self.arch, self.space, self.settings = model_spec, data, arch, space, settings
+        self.out, self.state, self.console = out, state, console
+
+    def _dir(self, widths: Widths) -> Path:
+        tag = "-".join(str(widths[u.name]) for u in self.space.units)
+        return self.out / "networks" / tag
+
+    def schedule(self, widths: Widths) -> str:
+        return render_widths_schedule(self.space, widths, self.arch, header=[
+            f"Widths chosen by edgeprune search for {self.model_spec}:",
+            *(f"  {u.name}: {widths[u.name]} of {u.width} filters" for u in self.space.units)])
+
+    def measure(self, widths: Widths, kind: str, *, predicted: float | None = None, loss: float | None = None,
+                hedge: float | None = None) -> Measured:
+        done = self.state.find(widths)
+        if done is not None:
+            return done
+        directory = self._dir(widths)
+        directory.mkdir(parents=True, exist_ok=True)
+        schedule = directory / "schedule.yaml"
+        write_text(schedule, self.schedule(widths))
+        pruned = prune_model(self.model_spec, schedule, directory / "pruned.pth", seed=self.settings.seed)
+        onnx = directory / "model.onnx"
+        export_model(str(pruned.checkpoint), onnx, exporter="torchscript", batch=self.settings.target.batch)
+        ms = self.settings.target.latency_ms(onnx)
+        m = Measured(dict(widths), kind, ms, predicted, loss, hedge, pruned.after.macs, str(pruned.checkpoint))
+        self.state.measured.append(m)
+        self.state.save()
+        shown = f", predicted {predicted:.4g} ms" if predicted is not None else ""
+        self.console.print(f"{kind}: measured {ms:.4g} ms{shown}, {m.macs:,} MACs", highlight=False)
+        return m
+
+    def refit(self, table: LatencyTable) -> LatencyModel:
+        return LatencyModel.fit(self.space, table, [(m.widths, m.measured_ms) for m in self.state.measured])
+
+    def top1(self, spec: str) -> float:
+        return float(evaluate_model(spec, self.data, limit=self.settings.eval_limit).metrics["top1"])
+
+    def finetune(self, m: Measured) -> None:
+        if m.top1_finetuned is not None:
+            return
+        assert m.checkpoint is not None
+        m.top1_pruned = self.top1(m.checkpoint)
+        run_dir = Path(m.checkpoint).parent / "finetuned"
+        distill = self.settings.distill
+        if distill is not None and distill.teacher == "dense":
+            distill = DistillConfig(**{**asdict(distill), "teacher": self.model_spec})
+        result, _ = train_model(m.checkpoint, self.data, run_dir, self.settings.train, distill=distill,
+                                console=self.console)
+        m.top1_finetuned = float(result.final["top1"])
+        self.state.save()
+
+    def publish(self, m: Measured, best: Path) -> None:
+        best.mkdir(parents=True, exist_ok=True)
+        source = self._dir(m.widths)
+        shutil.copyfile(source / "schedule.yaml", best / "schedule.yaml")
+        final = source / "finetuned" / "checkpoint.pth"
+        checkpoint = final if final.exists() else Path(m.checkpoint or "")
+        shutil.copyfile(checkpoint, best / "model.pth")
+        ir = best if self.settings.target.backend == "openvino" else None
+        export_model(str(best / "model.pth"), best / "model.onnx", exporter="torchscript",
+                     batch=self.settings.target.batch, openvino_dir=ir)
+
+
+def _with_progress(console: Console, what: str, total: int, run: Callable[[Callable[[int, int], None]], Any]) -> None:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    if total == 0:
+        return
+    with Progress(TextColumn(what), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console,
+                  transient=True) as progress:
+        task = progress.add_task(what, total=total)
+        run(lambda done, _total: progress.update(task, completed=done))
+
+
