@@ -43,3 +43,14 @@ def save_figure(fig: Figure, path: str | Path) -> Path:
 def _metadata(fmt: str) -> dict[str, str | None]:
     """No creation date in the file, so the same picture made twice is byte-identical (reviewable in git)."""
     return {"Software": None} if fmt == "png" else {"Date": None, "Creator": None}
+
+
+def figure_svg(fig: Figure) -> str:
+    """``fig`` as inline SVG text for a one-file HTML report (no date: the same figure gives the same text)."""
+    import io
+
+    buf = io.StringIO()
+    with rc_context({"svg.hashsalt": "edgeprune"}):
+        fig.savefig(buf, format="svg", metadata={"Date": None})
+    text = buf.getvalue()
+    return text[text.index("<svg"):]

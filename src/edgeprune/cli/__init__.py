@@ -9,9 +9,10 @@ runtimes load only for the commands that need them.
 
 # The modules register their commands on ``app`` when imported; this order is the order of ``edgeprune --help``.
 # isort: off
-from edgeprune.cli import models, train, prune, export, analysis, schedule, sweep, demo, status, dashboard, agents
+from edgeprune.cli import (models, train, prune, export, analysis, schedule, search, sweep, demo, status, dashboard,
+                           agents)
 # isort: on
 from edgeprune.cli.app import app, main
 
-__all__ = ["agents", "analysis", "app", "dashboard", "demo", "export", "main", "models", "prune", "schedule", "status",
-           "sweep", "train"]
+__all__ = ["agents", "analysis", "app", "dashboard", "demo", "export", "main", "models", "prune", "schedule", "search",
+           "status", "sweep", "train"]

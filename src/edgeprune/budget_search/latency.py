@@ -1,7 +1,7 @@
 """Per-kernel latency tables of a target device, measured once and cached per device fingerprint.
 
 A kernel is one conv (with its BatchNorm and ReLU, which OpenVINO and ONNX Runtime fuse into it) or Linear
-layer at given input and output widths (:class:`~edgeprune.search.space.Kernel`). Each is exported on its
+layer at given input and output widths (:class:`~edgeprune.budget_search.space.Kernel`). Each is exported on its
 own to ONNX and timed on the target with ``edgeprune bench``'s protocol (warm-up, rounds until the CV
 settles, the median of the last round), exactly as NetAdapt's and HALP's lookup tables are built.
 
@@ -25,16 +25,16 @@ from typing import Any
 import torch
 from torch import nn
 
+from edgeprune.budget_search.space import Kernel
 from edgeprune.conversion.torch_onnx import export_proto
 from edgeprune.errors import ConfigError
 from edgeprune.fileio import write_json
 from edgeprune.measurement.environment import environment
 from edgeprune.measurement.protocol import Protocol, measure
 from edgeprune.runtime.backends import RunSettings, open_runner
-from edgeprune.search.space import Kernel
 
 TABLE_VERSION = 1
-KERNEL_PROTOCOL = Protocol(niter=200, warmup=20, cv_threshold=0.05, budget_s=2.0)
+KERNEL_PROTOCOL = Protocol(niter=100, warmup=10, cv_threshold=0.10, budget_s=0.5)  # bench's, a shorter budget
 
 
 def default_cache_dir() -> Path:

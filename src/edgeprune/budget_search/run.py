@@ -3,12 +3,12 @@
 The steps, each recorded in ``OUT/search.json`` so that an interrupted search resumes where it stopped:
 
 1. **Table** — every kernel any width configuration can have is timed on the target once
-   (:mod:`edgeprune.search.latency`, cached per device fingerprint: a second search measures nothing).
+   (:mod:`edgeprune.budget_search.latency`, cached per device fingerprint: a second search measures nothing).
 2. **Dense and calibration** — the dense network, the narrowest one and a few random configurations are
-   measured whole; the latency model is fitted on them (:mod:`edgeprune.search.predict`). A budget below the
+   measured whole; the latency model is fitted on them (:mod:`edgeprune.budget_search.predict`). A budget below the
    narrowest network's measured latency is refused with that latency.
 3. **Importance** — first-order Taylor scores of every filter on a few training batches.
-4. **Candidates** — the greedy search (:func:`~edgeprune.search.greedy.greedy_widths`) at the budget and at
+4. **Candidates** — the greedy search (:func:`~edgeprune.budget_search.greedy.greedy_widths`) at the budget and at
    slightly tighter predicted budgets (a hedge against prediction error); each candidate is pruned and thinned
    by its own Distiller schedule through ``edgeprune prune``'s code, exported, and measured whole. Those over
    the budget are dropped; if none is left, the model is refitted with them and tighter candidates are tried.
@@ -33,6 +33,12 @@ from typing import Any
 
 from rich.console import Console
 
+from edgeprune.budget_search.budget import Budget
+from edgeprune.budget_search.greedy import greedy_widths, uniform_widths
+from edgeprune.budget_search.importance import estimated_loss, removal_order, taylor_importance, unit_costs
+from edgeprune.budget_search.latency import LatencyTable, Target
+from edgeprune.budget_search.predict import LatencyModel
+from edgeprune.budget_search.space import SearchSpace, Widths, build_space, render_widths_schedule
 from edgeprune.data import BatchLoader, load_dataset
 from edgeprune.distillation import DistillConfig
 from edgeprune.errors import ConfigError
@@ -41,12 +47,6 @@ from edgeprune.jobs.export import export_model
 from edgeprune.jobs.inputs import load_model_for_data, normalization_for
 from edgeprune.jobs.prune import prune_model
 from edgeprune.jobs.train import evaluate_model, train_model
-from edgeprune.search.budget import Budget
-from edgeprune.search.greedy import greedy_widths, uniform_widths
-from edgeprune.search.importance import estimated_loss, removal_order, taylor_importance, unit_costs
-from edgeprune.search.latency import LatencyTable, Target
-from edgeprune.search.predict import LatencyModel
-from edgeprune.search.space import SearchSpace, Widths, build_space, render_widths_schedule
 from edgeprune.training.loop import TrainConfig
 from edgeprune.training.seeding import seed_everything
 
@@ -61,6 +61,7 @@ class SearchSettings:
     latency: str = "0.6x"
     target: Target = field(default_factory=Target)
     steps: int = 8
+    align: int = 8
     min_fraction: float = 0.25
     calibration: int = 6  # whole networks measured to fit the latency model (dense and narrowest included)
     candidates: int = 3  # candidates measured whole per round
@@ -136,13 +137,14 @@ def search(model_spec: str, data: str, out_dir: str | Path, settings: SearchSett
     train_data = load_dataset(data, "train")
     loaded = load_model_for_data(model_spec, train_data)
     model = loaded.model.eval()
-    space = build_space(model, steps=settings.steps, min_fraction=settings.min_fraction)
+    space = build_space(model, steps=settings.steps, min_fraction=settings.min_fraction, align=settings.align)
     if not space.units:
         raise ConfigError(f"{model_spec}: no conv of this model can be narrowed, so there is nothing to search.",
                           hint="; ".join(f"{k}: {v}" for k, v in list(space.excluded.items())[:3]))
     state = _State(out / STATE_FILE, {"model": str(model_spec), "data": str(data), "latency": str(budget),
                                       "target": asdict(settings.target), "steps": settings.steps,
-                                      "min_fraction": settings.min_fraction, "seed": settings.seed})
+                                      "align": settings.align, "min_fraction": settings.min_fraction,
+                                      "seed": settings.seed})
 
     # 1. the table
     table = LatencyTable(settings.target, settings.cache_dir)
@@ -191,7 +193,7 @@ def search(model_spec: str, data: str, out_dir: str | Path, settings: SearchSett
                                  loss=estimated_loss(costs, widths), hedge=hedge)
             if m.measured_ms <= budget_ms and m not in feasible:
                 feasible.append(m)
-            if len([c for c in state.measured if c.kind == "candidate"]) >= settings.candidates * (_round + 1):
+            if len([c for c in networks.seen if c.kind == "candidate"]) >= settings.candidates * (_round + 1):
                 break
         if feasible:
             break
@@ -214,7 +216,7 @@ def search(model_spec: str, data: str, out_dir: str | Path, settings: SearchSett
                         "latency_model": {"scale": latency.scale, "offset": latency.offset},
                         "table": str(table.path), "fingerprint": table.fingerprint})
     state.save()
-    from edgeprune.search.report import write_report
+    from edgeprune.budget_search.report import write_report
 
     write_report(result, space, table.fingerprint, out / "report.html")
     return result
@@ -227,6 +229,7 @@ class _Networks:
                  out: Path, state: _State, console: Console) -> None:
         self.model_spec, self.data, self.arch, self.space, self.settings = model_spec, data, arch, space, settings
         self.out, self.state, self.console = out, state, console
+        self.seen: list[Measured] = []  # measured (or replayed) by this run, in order: a resume decides the same
 
     def _dir(self, widths: Widths) -> Path:
         tag = "-".join(str(widths[u.name]) for u in self.space.units)
@@ -240,25 +243,28 @@ class _Networks:
     def measure(self, widths: Widths, kind: str, *, predicted: float | None = None, loss: float | None = None,
                 hedge: float | None = None) -> Measured:
         done = self.state.find(widths)
-        if done is not None:
+        if done is not None:  # measured before this run was interrupted: replayed, not measured again
+            self.seen.append(done)
             return done
         directory = self._dir(widths)
         directory.mkdir(parents=True, exist_ok=True)
         schedule = directory / "schedule.yaml"
         write_text(schedule, self.schedule(widths))
-        pruned = prune_model(self.model_spec, schedule, directory / "pruned.pth", seed=self.settings.seed)
+        pruned = prune_model(self.model_spec, schedule, directory / "pruned.pth", data=self.data,
+                             seed=self.settings.seed)
         onnx = directory / "model.onnx"
-        export_model(str(pruned.checkpoint), onnx, exporter="torchscript", batch=self.settings.target.batch)
+        export_model(str(pruned.out), onnx, exporter="torchscript", batch=self.settings.target.batch)
         ms = self.settings.target.latency_ms(onnx)
-        m = Measured(dict(widths), kind, ms, predicted, loss, hedge, pruned.after.macs, str(pruned.checkpoint))
+        m = Measured(dict(widths), kind, ms, predicted, loss, hedge, pruned.after.macs, str(pruned.out))
         self.state.measured.append(m)
+        self.seen.append(m)
         self.state.save()
         shown = f", predicted {predicted:.4g} ms" if predicted is not None else ""
         self.console.print(f"{kind}: measured {ms:.4g} ms{shown}, {m.macs:,} MACs", highlight=False)
         return m
 
     def refit(self, table: LatencyTable) -> LatencyModel:
-        return LatencyModel.fit(self.space, table, [(m.widths, m.measured_ms) for m in self.state.measured])
+        return LatencyModel.fit(self.space, table, [(m.widths, m.measured_ms) for m in self.seen])
 
     def top1(self, spec: str) -> float:
         return float(evaluate_model(spec, self.data, limit=self.settings.eval_limit).metrics["top1"])

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgeprune.search.latency import LatencyTable
-from edgeprune.search.space import SearchSpace
+from edgeprune.budget_search.latency import LatencyTable
+from edgeprune.budget_search.space import SearchSpace
 
 
 def kernel_sum(space: SearchSpace, table: LatencyTable, widths: Mapping[str, int]) -> float:

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from edgeprune.search.importance import UnitCost
-from edgeprune.search.predict import LatencyModel
-from edgeprune.search.space import SearchSpace, Widths
+from edgeprune.budget_search.importance import UnitCost
+from edgeprune.budget_search.predict import LatencyModel
+from edgeprune.budget_search.space import SearchSpace, Widths
 
 
 def greedy_widths(space: SearchSpace, model: LatencyModel, costs: Mapping[str, UnitCost],

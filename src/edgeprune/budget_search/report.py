@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING, Any
 from matplotlib.figure import Figure
 
 from edgeprune.analysis.plotting import figure_svg
+from edgeprune.budget_search.space import SearchSpace
 from edgeprune.fileio import write_text
 from edgeprune.report.study_html import CSS
-from edgeprune.search.space import SearchSpace
 
 if TYPE_CHECKING:
-    from edgeprune.search.run import SearchResult
+    from edgeprune.budget_search.run import SearchResult
 
 KIND_COLOURS = {"dense": "#222222", "narrowest": "#888888", "calibration": "#1f77b4", "uniform": "#ff7f0e",
                 "candidate": "#2ca02c"}

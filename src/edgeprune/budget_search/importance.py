@@ -17,9 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edgeprune.budget_search.space import SearchSpace
 from edgeprune.models.naming import normalize_module_name
 from edgeprune.pruning.criteria import filters_norm, taylor_fo_filter_scores
-from edgeprune.search.space import SearchSpace
 
 
 @dataclass(frozen=True)

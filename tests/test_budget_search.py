@@ -1,0 +1,188 @@
+"""``edgeprune search``: the search space, the latency table and model, and whole searches on digits.
+
+Latencies here are real (OpenVINO CPU, a short protocol); assertions are about what must hold whatever the
+machine's speed: reuse of the table, sums, widths, schedules, errors.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from edgeprune.budget_search.budget import Budget
+from edgeprune.budget_search.latency import LatencyTable, Target, export_kernel
+from edgeprune.budget_search.predict import LatencyModel, kernel_sum
+from edgeprune.budget_search.run import SearchSettings, search
+from edgeprune.budget_search.space import build_space, render_widths_schedule, thinned, width_grid
+from edgeprune.errors import ConfigError
+from edgeprune.measurement.protocol import Protocol
+from edgeprune.models import create_model
+from edgeprune.models.checkpoint import load_checkpoint, model_from_checkpoint
+from edgeprune.models.widths import layer_widths
+from edgeprune.training.loop import TrainConfig
+
+from .conftest import run_cli
+
+QUICK = Target(protocol=Protocol(niter=20, warmup=2, cv_threshold=0.5, budget_s=0.05))
+
+
+@pytest.fixture(scope="module")
+def resnet20():
+    return create_model("resnet20_cifar").eval()
+
+
+def test_width_grid_is_aligned_and_keeps_the_dense_width() -> None:
+    assert width_grid(64, 8, 0.25, 8) == (16, 24, 32, 40, 48, 56, 64)
+    assert width_grid(16, 8, 0.25, 8) == (8, 16)
+    assert width_grid(10, 4, 0.25, 8) == (8, 10)  # an unaligned dense width stays an option
+    assert width_grid(16, 8, 0.25, 1) == (4, 6, 8, 10, 12, 14, 16)
+
+
+def test_coupled_convs_form_one_unit_with_one_width(resnet20) -> None:
+    space = build_space(resnet20)
+    stream = space.unit("layer2.0.conv2")
+    assert set(stream.members) == {"layer2.0.conv2", "layer2.0.downsample.0", "layer2.1.conv2", "layer2.2.conv2"}
+    assert len(space.units) == 12 and not space.excluded  # 9 block-internal convs and 3 residual streams
+    widths = {**space.dense, "layer2.0.conv2": 16}
+    thin = thinned(resnet20, render_widths_schedule(space, widths, "resnet20_cifar"))
+    got = layer_widths(thin)
+    assert {got[m]["out"] for m in stream.members} == {16}
+    assert got["layer2.1.conv1"]["in"] == 16 and got["layer3.0.conv1"]["in"] == 16
+
+
+def test_kernels_describe_the_thinned_network_exactly(resnet20) -> None:
+    space = build_space(resnet20)
+    widths = {u.name: u.options[len(u.options) // 2] for u in space.units}
+    got = layer_widths(thinned(resnet20, render_widths_schedule(space, widths, "resnet20_cifar")))
+    kernels = dict(space.kernels(widths))
+    assert set(kernels) == {n for n, w in got.items() if "in" in w}  # every conv and the fc
+    for name, kernel in kernels.items():
+        assert (kernel.cin, kernel.cout) == (got[name]["in"], got[name]["out"]), name
+    assert kernels["layer2.0.conv1"].stride == (2, 2) and kernels["layer2.0.conv1"].hw == (32, 32)
+    assert kernels["fc"].op == "linear"
+
+
+def test_off_grid_widths_and_unknown_units_are_refused(resnet20) -> None:
+    space = build_space(resnet20)
+    with pytest.raises(ConfigError, match="not on its grid"):
+        render_widths_schedule(space, {"layer1.0.conv1": 5}, "resnet20_cifar")
+    with pytest.raises(ConfigError, match="not a searchable unit"):
+        space.check({"layer9.conv": 8})
+
+
+def test_the_table_is_measured_once_per_device_and_reused(resnet20, tmp_path: Path) -> None:
+    space = build_space(resnet20, steps=2, min_fraction=0.5)
+    kernels = space.all_kernels()
+    first = LatencyTable(QUICK, tmp_path)
+    assert first.measure(kernels) == len(kernels) > 0
+    assert all(first[k] > 0 for k in kernels)
+    before = first.path.read_text()
+    again = LatencyTable(QUICK, tmp_path)
+    assert again.measure(kernels) == 0 and again.measured_now == 0 and again.path.read_text() == before
+    other = LatencyTable(Target(threads=2, protocol=QUICK.protocol), tmp_path)  # another fingerprint: its own file
+    assert other.path != first.path and other.missing(kernels)
+
+    # the prediction of a configuration is its kernels' sum, scaled and offset
+    widths = space.narrowest
+    by_hand = sum(first[k] for _, k in space.kernels(widths))
+    assert kernel_sum(space, first, widths) == pytest.approx(by_hand)
+    assert LatencyModel(space, first, 2.0, 0.5).predict(widths) == pytest.approx(2.0 * by_hand + 0.5)
+    fitted = LatencyModel.fit(space, first, [(space.dense, 3.0), (space.narrowest, 1.0)])
+    assert fitted.predict(space.dense) == pytest.approx(3.0) and fitted.predict(space.narrowest) == pytest.approx(1.0)
+
+
+def test_an_unreadable_table_says_which_file(tmp_path: Path) -> None:
+    fingerprint = {"backend": "openvino", "device": "CPU"}
+    table = LatencyTable(QUICK, tmp_path, fingerprint=fingerprint)
+    table.path.parent.mkdir(parents=True, exist_ok=True)
+    table.path.write_text("{not json")
+    with pytest.raises(ConfigError, match=str(table.path)):
+        LatencyTable(QUICK, tmp_path, fingerprint=fingerprint)
+
+
+def test_a_kernel_exports_as_the_layer_it_stands_for(tmp_path: Path) -> None:
+    import onnx
+
+    from edgeprune.budget_search.space import Kernel
+
+    path = export_kernel(Kernel("conv", 8, 16, (3, 3), (2, 2), (1, 1), (16, 16)), tmp_path, 1)
+    graph = onnx.load(path).graph
+    assert [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim] == [1, 8, 16, 16]
+    assert [d.dim_value for d in graph.output[0].type.tensor_type.shape.dim] == [1, 16, 8, 8]
+
+
+@pytest.mark.parametrize("text, ms", [("0.6x", 0.6), ("0.35ms", 0.35), ("350us", 0.35), ("1x", 1.0)])
+def test_budgets_parse(text: str, ms: float) -> None:
+    assert Budget.parse(text).ms(1.0) == pytest.approx(ms)
+
+
+@pytest.mark.parametrize("text", ["fast", "0.6", "0x", "1.5x", "-2ms"])
+def test_bad_budgets_say_how_to_write_one(text: str) -> None:
+    with pytest.raises(ConfigError, match="latency"):
+        Budget.parse(text)
+
+
+def _settings(latency: str, cache: Path) -> SearchSettings:
+    return SearchSettings(latency=latency, target=QUICK, steps=4, min_fraction=0.5, calibration=3, candidates=2,
+                          finetune=1, train=TrainConfig(epochs=1, lr=0.01, batch_size=64, progress=False),
+                          eval_limit=200, cache_dir=str(cache))
+
+
+@pytest.fixture(scope="module")
+def digits_model(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """ResNet-20 trained two epochs on digits: importance needs gradients of a network that has learnt."""
+    from edgeprune.jobs.train import train_model
+
+    out = tmp_path_factory.mktemp("dense")
+    train_model("resnet20_cifar", "digits", out, TrainConfig(epochs=2, lr=0.05, batch_size=64, progress=False))
+    return str(out / "checkpoint.pth")
+
+
+def test_a_search_meets_its_budget_and_its_schedule_reproduces_the_widths(digits_model: str, tmp_path: Path) -> None:
+    out = tmp_path / "search"
+    result = search(digits_model, "digits", out, _settings("0.85x", tmp_path / "cache"))
+    assert result.best.measured_ms <= result.budget_ms == pytest.approx(0.85 * result.dense.measured_ms)
+    assert result.best.top1_finetuned is not None and result.best.top1_pruned is not None
+    assert result.table_measured_now > 0
+    state = json.loads((out / "search.json").read_text())
+    assert state["extra"]["best"]["widths"] == result.best.widths
+    assert "Latency-budget search" in (out / "report.html").read_text()
+
+    # edgeprune prune with the output schedule gives the same widths as the delivered model
+    proc = run_cli("prune", digits_model, "-s", str(out / "best" / "schedule.yaml"), "--data", "digits", "-o",
+                   str(tmp_path / "again.pth"))
+    assert proc.returncode == 0, proc.stderr
+    again = layer_widths(model_from_checkpoint(load_checkpoint(tmp_path / "again.pth")))
+    delivered = layer_widths(model_from_checkpoint(load_checkpoint(out / "best" / "model.pth")))
+    assert again == delivered
+    assert (out / "best" / "model.onnx").is_file() and (out / "best" / "model.xml").is_file()
+
+    # a second search on the same device measures no kernel again, and the resumed one re-measures no network
+    resumed = search(digits_model, "digits", out, _settings("0.85x", tmp_path / "cache"))
+    assert resumed.table_measured_now == 0
+    assert resumed.best.widths == result.best.widths and resumed.best.measured_ms == result.best.measured_ms
+
+
+def test_an_impossible_budget_names_the_fastest_measured_latency(digits_model: str, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"the fastest, every unit at its narrowest, measures [0-9.]+ ms") as err:
+        search(digits_model, "digits", tmp_path / "s", _settings("0.01x", tmp_path / "cache"))
+    assert "Ask for at least" in (err.value.hint or "")
+
+
+def test_taylor_importance_ranks_a_dead_filter_last(resnet20) -> None:
+    from edgeprune.budget_search.importance import removal_order, taylor_importance, unit_costs
+
+    model = create_model("resnet20_cifar").eval()
+    with torch.no_grad():
+        model.layer1[0].conv1.weight[3].zero_()  # a filter that contributes nothing
+    space = build_space(model)
+    x, y = torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,))
+    scores = taylor_importance(model, [(x, y)], space)
+    assert scores["layer1.0.conv1"][3] == 0 and scores["layer1.0.conv1"].sum() > 0
+    order = removal_order(model, space)
+    assert int(order["layer1.0.conv1"][0]) == 3  # the L1 ranking removes it first
+    costs = unit_costs(scores, order, space)
+    assert costs["layer1.0.conv1"].loss[16] == 0 and costs["layer1.0.conv1"].loss[8] > 0
