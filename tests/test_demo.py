@@ -162,7 +162,7 @@ def test_demo_end_to_end_on_digits(tmp_path: Path) -> None:
     from edgeprune.sweep.results import load_study_data
 
     settings = DemoSettings(epochs=3, sensitivity_range="0:0.9:0.15", max_drop=5.0, multipliers=(0.5, 1.0),
-                            min_trials=6, max_trials=6, retrain_epochs=1,
+                            min_trials=6, max_trials=6, retrain_epochs=1, search="0.8x",
                             bench={"backend": "openvino", "device": "CPU", "threads": 1, "batch": 1, "niter": 100,
                                    "warmup": 10, "budget_s": 0.5})
     result = run_demo(tmp_path / "demo", settings=settings)
@@ -205,11 +205,18 @@ def test_demo_end_to_end_on_digits(tmp_path: Path) -> None:
     assert "Pareto front" in html and "Sensitivity" in html and f"latency_ms {dense_latency:.4g}" in html
     assert all(f"<tr><td>{t.number}</td>" in html for t in complete)
 
-    # a rerun reuses every phase: no training, no new trial, the same front
+    # the search phase: a network measured under 0.8x of the dense one, with the schedule that makes it
+    found = summary["search"]
+    assert found["measured_ms"] <= found["budget_ms"] == pytest.approx(0.8 * found["dense_ms"])
+    assert 0 < found["top1"] <= 100 and 0 < found["macs"] < 2_532_992 and Path(found["schedule"]).is_file()
+    assert "Latency-budget search" in Path(found["report"]).read_text()
+
+    # a rerun reuses every phase: no training, no new trial, the same front, the same search result
     mtime = (root / "baseline" / "checkpoint.pth").stat().st_mtime
     again = run_demo(tmp_path / "demo", settings=settings)
     assert (root / "baseline" / "checkpoint.pth").stat().st_mtime == mtime
     assert again.counts == {"complete": expected} and [p.number for p in again.front] == [p["number"] for p in front]
+    assert again.search == found
     with pytest.raises(ConfigError, match="other inputs"):
         run_demo(tmp_path / "demo", settings=DemoSettings(epochs=4))
 

@@ -36,6 +36,8 @@ def demo(
                        ] = False,
     kd: Annotated[bool, typer.Option("--kd", help="Retrain each trial distilled from the dense baseline "
                                                   "(knowledge distillation, Distiller's --kd-*).")] = False,
+    search: Annotated[str | None, typer.Option(
+        "--search", help="End with edgeprune search on the baseline under this latency budget (e.g. 0.7x).")] = None,
     kd_temp: KdTempOpt = None,
     kd_distill_wt: KdDistillWtOpt = None,
     kd_student_wt: KdStudentWtOpt = None,
@@ -46,7 +48,8 @@ def demo(
 
     distill = distill_config(DENSE if kd else None, temperature=kd_temp, distill_wt=kd_distill_wt,
                              student_wt=kd_student_wt, start_epoch=kd_start_epoch, switch="--kd")
-    settings = DemoSettings(epochs=epochs, retrain_epochs=retrain_epochs, max_trials=trials, distill=distill)
+    settings = DemoSettings(epochs=epochs, retrain_epochs=retrain_epochs, max_trials=trials, distill=distill,
+                            search=search)
     try:
         result = run_demo(output, model=model, data=data, settings=settings, fresh=fresh, console=err)
     except KeyboardInterrupt:

@@ -47,6 +47,7 @@ class DemoSettings:
     threads: int = 1  # torch threads of the baseline and sensitivity phases
     seed: int = 0
     distill: DistillConfig | None = None  # trials retrain distilled from the dense baseline (teacher 'dense')
+    search: str | None = None  # a latency budget (0.7x): the demo ends with edgeprune search on the baseline
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.retrain_epochs < 0:
@@ -73,6 +74,7 @@ class DemoSettings:
         """JSON form, recorded in the run directory so a rerun can tell whether it continues the same job."""
         d = asdict(self)
         d["multipliers"] = list(self.multipliers)
-        if d["distill"] is None:
-            del d["distill"]  # a run directory from before distillation existed continues
+        for optional in ("distill", "search"):
+            if d[optional] is None:
+                del d[optional]  # a run directory from before these options existed continues
         return d

@@ -63,6 +63,7 @@ class DemoResult:
     artifacts: dict[str, str]
     phases: dict[str, float] = field(default_factory=dict)
     total_s: float = 0.0
+    search: dict[str, Any] | None = None  # the --search phase's result
 
     def to_dict(self) -> dict[str, Any]:
         b = self.baseline
@@ -74,6 +75,7 @@ class DemoResult:
             "benchmark": self.bench, "front": [asdict(p) for p in self.front], "trials": self.counts,
             "failed": {str(k): v for k, v in self.errors.items()}, "artifacts": self.artifacts,
             "phases_s": self.phases, "total_s": round(self.total_s, 2),
+            **({"search": self.search} if self.search is not None else {}),
         }
 
 
@@ -203,6 +205,11 @@ def print_summary(result: DemoResult, console: Console) -> None:
                       highlight=False, markup=False)
     console.print(front_table(result))
     console.print(artifact_table(result))
+    if result.search is not None:
+        s = result.search
+        console.print(f"[bold]Search[/] budget {s['budget']} = {s['budget_ms']:.4g} ms (dense {s['dense_ms']:.4g} ms): "
+                      f"{s['measured_ms']:.4g} ms measured, top-1 {s['top1']:.2f} %, {s['macs']:,} MACs; schedule "
+                      f"{_relative(Path(s['schedule']).resolve(), Path.cwd())}", highlight=False)
     phases = " · ".join(f"{name} {s:.1f} s" for name, s in result.phases.items())
     console.print(f"[bold]Wall time[/] {result.total_s:.1f} s ({phases})")
     console.print(f"Open the report: {_relative(Path(result.artifacts['report']).resolve(), Path.cwd())}")
