@@ -26,7 +26,7 @@ from edgeprune.training.loop import TrainConfig
 
 from .conftest import run_cli
 
-QUICK = Target(protocol=Protocol(niter=20, warmup=2, cv_threshold=0.5, budget_s=0.05))
+QUICK = Target(protocol=Protocol(niter=20, warmup=2), rounds=2)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,115 @@
+"""Greedy widths (``edgeprune search``) against uniform widths at the same measured latency budget.
+
+For each budget (a fraction of the dense model's measured latency): the greedy search's widths and the uniform
+widths (every unit at the same fraction) are chosen on the same latency model, each tightened until its network
+*measures* under the budget, then both are measured again interleaved (so a slow phase of the machine hits
+both), evaluated on the test set right after pruning, and — with ``--finetune-epochs N`` — after N epochs of
+the same fine-tuning recipe.
+
+    python benchmarks/search_methods.py --model ../shared/models/resnet20_cifar10_jpeg.pth \\
+        --data ../shared/data/cifar10-jpeg.tar.gz [--budgets 0.75 0.6] [--finetune-epochs 0] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import tempfile
+from pathlib import Path
+
+from edgeprune.budget_search.greedy import greedy_widths, uniform_widths
+from edgeprune.budget_search.importance import estimated_loss, removal_order, taylor_importance, unit_costs
+from edgeprune.budget_search.latency import LatencyTable, Target
+from edgeprune.budget_search.predict import LatencyModel
+from edgeprune.budget_search.space import build_space, render_widths_schedule
+from edgeprune.data import BatchLoader, load_dataset
+from edgeprune.jobs.export import export_model
+from edgeprune.jobs.inputs import load_model_for_data, normalization_for
+from edgeprune.jobs.prune import prune_model
+from edgeprune.jobs.train import evaluate_model, train_model
+from edgeprune.measurement.environment import environment
+from edgeprune.training.loop import TrainConfig
+
+HEDGES = [1.0 - 0.03 * i for i in range(12)]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", required=True)
+    p.add_argument("--data", required=True)
+    p.add_argument("--budgets", type=float, nargs="+", default=[0.75, 0.6])
+    p.add_argument("--finetune-epochs", type=int, default=0)
+    p.add_argument("--eval-limit", type=int, default=None)
+    p.add_argument("--calibration", type=int, default=6)
+    p.add_argument("--cache", default=None)
+    p.add_argument("--json", type=Path, default=None)
+    args = p.parse_args()
+    target = Target()
+    train = load_dataset(args.data, "train")
+    loaded = load_model_for_data(args.model, train)
+    model = loaded.model.eval()
+    space = build_space(model)
+    table = LatencyTable(target, args.cache)
+    table.measure(space.all_kernels())
+    work = Path(tempfile.mkdtemp(prefix="search-methods-"))
+    cache: dict[str, dict] = {}
+
+    def network(widths: dict[str, int]) -> dict:
+        tag = "-".join(str(widths[u.name]) for u in space.units)
+        if tag not in cache:
+            d = work / tag
+            d.mkdir(parents=True, exist_ok=True)
+            (d / "schedule.yaml").write_text(render_widths_schedule(space, widths, loaded.arch))
+            pruned = prune_model(args.model, d / "schedule.yaml", d / "pruned.pth", data=args.data)
+            export_model(str(pruned.out), d / "model.onnx", exporter="torchscript")
+            cache[tag] = {"dir": d, "ckpt": str(pruned.out), "macs": pruned.after.macs,
+                          "ms": target.latency_ms(d / "model.onnx")}
+        return cache[tag]
+
+    rng = random.Random(0)
+    calibration = [space.dense, space.narrowest] + [{u.name: rng.choice(u.options) for u in space.units}
+                                                    for _ in range(args.calibration - 2)]
+    latency = LatencyModel.fit(space, table, [(w, network(w)["ms"]) for w in calibration])
+    dense_ms = network(space.dense)["ms"]
+    norm = normalization_for(loaded, train)
+    batches = BatchLoader(train.subset(512), 64, shuffle=False, augment=False, mean=norm["mean"], std=norm["std"])
+    costs = unit_costs(taylor_importance(model, batches, space), removal_order(model, space), space)
+    choose = {"greedy": lambda ms: greedy_widths(space, latency, costs, ms),
+              "uniform": lambda ms: uniform_widths(space, latency, ms)}
+    rows = []
+    for fraction in args.budgets:
+        budget = fraction * dense_ms
+        for method, pick in choose.items():
+            for hedge in HEDGES:  # the widest choice whose network measures under the budget
+                widths = pick(budget * hedge)
+                if widths is not None and network(widths)["ms"] <= budget:
+                    break
+            net = network(widths)
+            rows.append({"budget": fraction, "budget_ms": budget, "method": method, "widths": widths,
+                         "macs": net["macs"], "estimated_loss": estimated_loss(costs, widths), "ckpt": net["ckpt"],
+                         "dir": str(net["dir"])})
+    for _ in range(3):  # interleaved re-measurement of every chosen network
+        for r in rows:
+            r.setdefault("ms", []).append(target.latency_ms(Path(r["dir"]) / "model.onnx"))
+    for r in rows:
+        r["measured_ms"] = min(r.pop("ms"))
+        r["top1_pruned"] = evaluate_model(r["ckpt"], args.data, limit=args.eval_limit).metrics["top1"]
+        if args.finetune_epochs:
+            result, _ = train_model(r["ckpt"], args.data, Path(r["dir"]) / "ft", TrainConfig(
+                epochs=args.finetune_epochs, lr=0.01, weight_decay=1e-4, progress=False))
+            r["top1_finetuned"] = result.final["top1"]
+    dense_top1 = evaluate_model(args.model, args.data, limit=args.eval_limit).metrics["top1"]
+    print(f"dense: {dense_ms:.4g} ms, top-1 {dense_top1:.2f}")
+    for r in rows:
+        tuned = f", fine-tuned {r['top1_finetuned']:.2f}" if "top1_finetuned" in r else ""
+        print(f"{r['budget']:.2f}x ({r['budget_ms']:.4g} ms) {r['method']:8s} measured {r['measured_ms']:.4g} ms "
+              f"({r['measured_ms'] / r['budget_ms']:.3f} of budget), {r['macs']:,} MACs, estimated loss "
+              f"{r['estimated_loss']:.3f}, top-1 pruned {r['top1_pruned']:.2f}{tuned}")
+    if args.json:
+        args.json.write_text(json.dumps({"environment": environment(), "dense_ms": dense_ms, "dense_top1": dense_top1,
+                                         "rows": rows}, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()
