@@ -186,3 +186,11 @@ def test_taylor_importance_ranks_a_dead_filter_last(resnet20) -> None:
     assert int(order["layer1.0.conv1"][0]) == 3  # the L1 ranking removes it first
     costs = unit_costs(scores, order, space)
     assert costs["layer1.0.conv1"].loss[16] == 0 and costs["layer1.0.conv1"].loss[8] > 0
+
+
+def test_cli_bad_budget_is_one_clear_error(tmp_path: Path) -> None:
+    proc = run_cli("search", "resnet20_cifar", "--latency", "fast", "-o", str(tmp_path / "s"))
+    said = " ".join(proc.stderr.split())
+    assert proc.returncode != 0 and "Traceback" not in said
+    assert "--latency 'fast' is not a latency budget" in said and "0.6x" in said
+    assert not (tmp_path / "s").exists()  # refused before anything was written
