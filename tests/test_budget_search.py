@@ -150,6 +150,7 @@ def test_a_search_meets_its_budget_and_its_schedule_reproduces_the_widths(digits
     state = json.loads((out / "search.json").read_text())
     assert state["extra"]["best"]["widths"] == result.best.widths
     assert "Latency-budget search" in (out / "report.html").read_text()
+    assert json.loads(json.dumps(result.to_dict()))["best"]["widths"] == result.best.widths
 
     # edgeprune prune with the output schedule gives the same widths as the delivered model
     proc = run_cli("prune", digits_model, "-s", str(out / "best" / "schedule.yaml"), "--data", "digits", "-o",

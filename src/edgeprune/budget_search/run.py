@@ -101,6 +101,15 @@ class SearchResult:
     table_measured_now: int
     dense_top1: float
 
+    def to_dict(self) -> dict[str, Any]:
+        """What ``edgeprune search --json`` prints."""
+        best = self.out_dir / "best"
+        return {"budget_ms": self.budget_ms, "dense": asdict(self.dense), "dense_top1": self.dense_top1,
+                "best": asdict(self.best), "measured": [asdict(m) for m in self.measured],
+                "table": {"kernels": self.table_kernels, "measured_now": self.table_measured_now},
+                "files": {"schedule": str(best / "schedule.yaml"), "model": str(best / "model.pth"),
+                          "onnx": str(best / "model.onnx"), "report": str(self.out_dir / "report.html")}}
+
 
 class _State:
     """``search.json``: what has been measured and trained, reused on resume if the settings are the same."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -44,6 +45,7 @@ def search(
     kd_distill_wt: KdDistillWtOpt = None,
     kd_student_wt: KdStudentWtOpt = None,
     kd_start_epoch: KdStartOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")] = False,
 ) -> None:
     """Find the most accurate pruned MODEL whose latency, measured on the target, meets --latency."""
     from edgeprune.budget_search.latency import Target
@@ -60,6 +62,9 @@ def search(
         train=TrainConfig(epochs=retrain_epochs, lr=lr, batch_size=batch_size, seed=seed, progress=False),
         distill=distill, cache_dir=str(cache) if cache else None, seed=seed)
     result = run_search(model, data, output, settings, console=err)
+    if as_json:
+        print(json.dumps(result.to_dict()))
+        return
     best = result.best
     out.print(f"best: {best.measured_ms:.4g} ms measured (budget {result.budget_ms:.4g} ms, dense "
               f"{result.dense.measured_ms:.4g} ms), top-1 {best.top1_finetuned:.2f} after fine-tuning "
