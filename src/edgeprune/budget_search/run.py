@@ -11,7 +11,9 @@ The steps, each recorded in ``OUT/search.json`` so that an interrupted search re
 4. **Candidates** — the greedy search (:func:`~edgeprune.budget_search.greedy.greedy_widths`) at the budget and at
    slightly tighter predicted budgets (a hedge against prediction error); each candidate is pruned and thinned
    by its own Distiller schedule through ``edgeprune prune``'s code, exported, and measured whole. Those over
-   the budget are dropped; if none is left, the model is refitted with them and tighter candidates are tried.
+   the budget are dropped; if none is left, the model is refitted with them and tighter candidates are tried,
+   and if still none measures under the budget the narrowest network (measured under it in step 2) is taken,
+   with a warning.
 5. **Fine-tuning** — the candidates under budget with the least estimated loss are fine-tuned (optionally
    distilled from the dense model), and the one with the best validation top-1 is the result.
 
@@ -207,11 +209,11 @@ def search(model_spec: str, data: str, out_dir: str | Path, settings: SearchSett
         if feasible:
             break
         latency = networks.refit(table)  # the misses teach the model; try tighter candidates
-    if not feasible:
-        raise ConfigError(f"None of the candidates measured under {budget_ms:.4g} ms although their predictions "
-                          "did; the latency of this device varies more than the search can hedge.",
-                          hint="Measure on a quieter machine, raise --threads to the device's setting, or ask "
-                               "for a slightly larger budget.")
+    if not feasible:  # the narrowest network measured under the budget above: it is the fallback
+        console.print(f"[yellow]warning:[/] no candidate measured under {budget_ms:.4g} ms although predicted to; "
+                      "the latency of this device varies more than the search hedges (a busy machine?), so the "
+                      "narrowest network, measured under the budget, is taken", highlight=False)
+        feasible = [narrowest]
 
     # 5. fine-tune the most promising, pick by validation accuracy
     dense_top1 = networks.top1(model_spec)
@@ -252,8 +254,9 @@ class _Networks:
     def measure(self, widths: Widths, kind: str, *, predicted: float | None = None, loss: float | None = None,
                 hedge: float | None = None) -> Measured:
         done = self.state.find(widths)
-        if done is not None:  # measured before this run was interrupted: replayed, not measured again
-            self.seen.append(done)
+        if done is not None:  # measured already (by this run, or before it was interrupted): not measured again
+            if done not in self.seen:
+                self.seen.append(done)
             return done
         directory = self._dir(widths)
         directory.mkdir(parents=True, exist_ok=True)
