@@ -47,12 +47,12 @@ from torch import nn
 
 from edgeprune.errors import ConfigError
 from edgeprune.models.naming import normalize_module_name
-from edgeprune.models.summary import ModelSummary, input_shape_of, model_summary
+from edgeprune.models.summary import ModelSummary, eval_mode, input_shape_of, model_summary, summarize
 from edgeprune.pruning.dependency import (
     ChannelGraph,
     LayerChannels,
     ThinningError,
-    build_channel_graph,
+    channel_graph,
     is_depthwise,
     one_intra_op_thread,
 )
@@ -154,9 +154,8 @@ def _thin(
 ) -> ThinningRecord:
     model = _unwrap(model)
     shape = input_shape_of(model, tuple(input_shape) if input_shape else None)
-    with one_intra_op_thread():
-        before = model_summary(model, shape)
-        graph = build_channel_graph(model, shape)
+    with one_intra_op_thread(), eval_mode(model):  # one switch to eval for the passes, not one each
+        graph, before = _traced(model, shape)
         selection = select(graph, auto_group)
         plans = _plan(graph, selection.removed, _module_order(model))
         thinner = _InPlaceThinner(optimizer, masks or {})
@@ -171,6 +170,19 @@ def _thin(
     for note in selection.notes:
         logger.warning("%s: %s", function, note)
     return record
+
+
+def _traced(model: nn.Module, shape: tuple[int, ...]) -> tuple[ChannelGraph, ModelSummary]:
+    """The channel graph and the counts before thinning, from one traced pass (the schedule builder's, when the
+    model is unchanged since). A model whose forward pass fails is reported by the count, as it always was."""
+    try:
+        graph = channel_graph(model, shape)
+    except ConfigError:
+        model_summary(model, shape)
+        raise
+    if graph.dense_counts is None:
+        return graph, model_summary(model, shape)
+    return graph, summarize(model, shape, list(graph.dense_counts))
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
