@@ -39,6 +39,7 @@ from __future__ import annotations
 import math
 import operator
 import weakref
+from collections import OrderedDict
 from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -132,6 +133,11 @@ def build_channel_graph(model: nn.Module, input_shape: Sequence[int]) -> Channel
             f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
             hint="Thinning needs a forward() without control flow that depends on tensor values.",
         ) from None
+    twin = _twin_key(model, traced, input_shape)
+    known = _TWINS.get(twin) if twin is not None else None
+    if known is not None:
+        _TWINS.move_to_end(twin)
+        return known.graph_for(model)
     tracer = _ChannelTracer(model, traced)
     dummy = torch.zeros((2, *input_shape), device=_device_of(model))
     try:
@@ -145,6 +151,10 @@ def build_channel_graph(model: nn.Module, input_shape: Sequence[int]) -> Channel
         ) from None
     graph = tracer.finish()
     graph.dense_counts = counter.layers if counter.per_image else None
+    if twin is not None:
+        _TWINS[twin] = _Template.of(graph, model)
+        while len(_TWINS) > TWINS_KEPT:
+            _TWINS.popitem(last=False)
     return graph
 
 
@@ -546,3 +556,141 @@ def _keeps_channels(n: fx.Node, ndim: int) -> bool:
     dims = (dim,) if isinstance(dim, int) else tuple(dim)
     return all(isinstance(d, int) and d % ndim >= 2 for d in dims)
 
+
+# ------------------------------------------------------------------------------------------------ twins
+# A search prunes many copies of one network: each traces to the same graph, and running that graph again on
+# zeros (most of the cost of a graph) can only give the same channel graph again, because every operation in it
+# has a result shape that depends on shapes alone and every module in it is a plain torch.nn layer whose
+# behaviour is its attributes. Such a run is kept (without its module objects) under a key that holds all of
+# that — the traced nodes with their arguments, each called layer's class, attributes, tensor shapes, dtypes and
+# devices, the input shape and dtype — and a model with the same key gets the graph bound to its own modules.
+# Anything else in a graph (another function, a layer of another class or with hooks) gives no key: that model
+# is run as before.
+TWINS_KEPT = 8
+_TWINS: OrderedDict[Hashable, _Template] = OrderedDict()
+_SHAPE_ONLY_MODULES = frozenset({
+    *_PASS_MODULES, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d,
+    nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.Flatten, nn.ConstantPad1d, nn.ConstantPad2d,
+    nn.ConstantPad3d, nn.ReflectionPad1d, nn.ReflectionPad2d, nn.ReplicationPad1d, nn.ReplicationPad2d,
+})
+_SHAPE_ONLY_FUNCTIONS = frozenset({*_PASS_FUNCTIONS, *_ELEMENTWISE_FUNCTIONS, *_RESHAPE_FUNCTIONS,
+                                   *_REDUCE_FUNCTIONS, *_CAT_FUNCTIONS, getattr})
+_SHAPE_ONLY_METHODS = frozenset({*_PASS_METHODS, *_ELEMENTWISE_METHODS, *_RESHAPE_METHODS, *_REDUCE_METHODS,
+                                 *_SHAPE_METHODS})
+_PLAIN = frozenset({int, float, bool, str, type(None)})
+_SIMPLE = (int, float, bool, str, type(None), torch.dtype, torch.device, torch.memory_format, torch.layout)
+
+
+class _NoKey(Exception):
+    """Something in the model or its graph that a twin key cannot hold."""
+
+
+def clear_twins() -> None:
+    """Forget every kept run (for measuring the first copy of a network, and for tests)."""
+    _TWINS.clear()
+
+
+@dataclass(frozen=True)
+class _Template:
+    """A built ChannelGraph with module paths instead of modules: what the same run gives any twin."""
+
+    num_classes: int
+    tables: tuple[tuple[str, tuple[tuple[str, str, torch.Tensor], ...]], ...]  # table: (name, path, classes)
+    fixed: tuple[tuple[int, tuple[str, ...]], ...]
+    locks: tuple[Lock, ...]
+    dense_counts: tuple[LayerSummary, ...] | None
+
+    @classmethod
+    def of(cls, graph: ChannelGraph, model: nn.Module) -> _Template:
+        path = {m: name for name, m in model.named_modules()}
+        return cls(graph.num_classes,
+                   tuple((table, tuple((name, path[layer.module], layer.classes)
+                                       for name, layer in getattr(graph, table).items()))
+                         for table in ("producers", "consumers", "followers")),
+                   tuple((c, tuple(sources)) for c, sources in graph.fixed.items()), tuple(graph.locks),
+                   None if graph.dense_counts is None else tuple(graph.dense_counts))
+
+    def graph_for(self, model: nn.Module) -> ChannelGraph:
+        modules = dict(model.named_modules())
+        tables = {table: {name: LayerChannels(name, modules[path], classes) for name, path, classes in layers}
+                  for table, layers in self.tables}
+        return ChannelGraph(self.num_classes, fixed={c: list(sources) for c, sources in self.fixed},
+                            locks=list(self.locks),
+                            dense_counts=None if self.dense_counts is None else list(self.dense_counts), **tables)
+
+
+def _twin_key(model: nn.Module, graph: fx.Graph, input_shape: Sequence[int]) -> Hashable | None:
+    """What decides the run of ``graph`` on zeros of ``input_shape`` (see above), or None."""
+    if any(getattr(torch.nn.modules.module, hooks, True) for hooks in _GLOBAL_HOOKS):
+        return None
+    modules = dict(model.named_modules())
+    index: dict[fx.Node, int] = {}
+    nodes = []
+    try:
+        for i, n in enumerate(graph.nodes):
+            index[n] = i
+            if n.op == "call_module":
+                target: Any = (n.target, _layer_key(modules.get(n.target) or model.get_submodule(n.target)))
+            elif n.op == "get_attr":
+                target = (n.target, _value_key(_attribute(model, n.target), index))
+            elif n.op in ("placeholder", "output") or n.target in (
+                    _SHAPE_ONLY_METHODS if n.op == "call_method" else _SHAPE_ONLY_FUNCTIONS):
+                target = n.target
+            else:
+                return None
+            nodes.append((n.op, n.name, target, _value_key(n.args, index), _value_key(n.kwargs, index)))
+    except (_NoKey, AttributeError, TypeError):
+        return None
+    return tuple(input_shape), torch.get_default_dtype(), tuple(nodes)
+
+
+_GLOBAL_HOOKS = ("_global_forward_hooks", "_global_forward_pre_hooks", "_global_forward_hooks_always_called")
+
+
+def _attribute(model: nn.Module, target: str) -> Any:
+    value: Any = model
+    for atom in target.split("."):
+        value = getattr(value, atom)
+    return value
+
+
+def _layer_key(m: nn.Module) -> tuple[Any, ...]:
+    """A plain torch.nn layer's class and attributes (hooks make it no twin: they may change a result)."""
+    if type(m) not in _SHAPE_ONLY_MODULES:
+        raise _NoKey
+    state = []
+    for attr, value in vars(m).items():
+        kind = type(value)
+        if kind in _PLAIN:
+            state.append((attr, kind, value))
+        elif attr == "_parameters" or attr == "_buffers":
+            state.append((attr, tuple((name, None if t is None else (tuple(t.shape), t.dtype, t.device))
+                                      for name, t in value.items())))
+        elif isinstance(value, (dict, set)):  # submodules, hooks: a plain layer has none
+            if value and attr != "_non_persistent_buffers_set":
+                raise _NoKey
+        else:
+            state.append((attr, _value_key(value, {})))
+    return type(m), tuple(state)
+
+
+def _value_key(value: Any, index: dict[fx.Node, int]) -> Any:
+    """A hashable stand-in that is equal only for values a run cannot tell apart (types kept: 1, True, 1.0)."""
+    kind = type(value)
+    if kind is int or (kind is tuple and all(type(v) is int for v in value)):  # most of them: sizes, strides
+        return kind, value
+    if isinstance(value, fx.Node):
+        return "node", index[value]
+    if isinstance(value, torch.Tensor):
+        return "tensor", tuple(value.shape), value.dtype, value.device
+    if isinstance(value, _SIMPLE):
+        return type(value), value
+    if isinstance(value, (tuple, list)):
+        return type(value), tuple(_value_key(v, index) for v in value)
+    if isinstance(value, dict):
+        return dict, tuple((k, _value_key(v, index)) for k, v in value.items())
+    if isinstance(value, slice):
+        return slice, _value_key((value.start, value.stop, value.step), index)
+    if value is Ellipsis:
+        return "...", None
+    raise _NoKey
