@@ -630,7 +630,8 @@ def _twin_key(model: nn.Module, graph: fx.Graph, input_shape: Sequence[int]) -> 
         for i, n in enumerate(graph.nodes):
             index[n] = i
             if n.op == "call_module":
-                target: Any = (n.target, _layer_key(modules.get(n.target) or model.get_submodule(n.target)))
+                layer = modules.get(n.target)
+                target: Any = (n.target, _layer_key(model.get_submodule(n.target) if layer is None else layer))
             elif n.op == "get_attr":
                 target = (n.target, _value_key(_attribute(model, n.target), index))
             elif n.op in ("placeholder", "output") or n.target in (
@@ -639,7 +640,7 @@ def _twin_key(model: nn.Module, graph: fx.Graph, input_shape: Sequence[int]) -> 
             else:
                 return None
             nodes.append((n.op, n.name, target, _value_key(n.args, index), _value_key(n.kwargs, index)))
-    except (_NoKey, AttributeError, TypeError):
+    except (_NoKey, AttributeError, KeyError, TypeError):
         return None
     return tuple(input_shape), torch.get_default_dtype(), tuple(nodes)
 
