@@ -44,8 +44,10 @@ policies:
 
 @pytest.fixture(autouse=True)
 def _fresh() -> Iterator[None]:
+    """No kept runs from elsewhere, and the global RNG left as found (the seeds here are these tests' own)."""
     clear_twins()
-    yield
+    with torch.random.fork_rng():
+        yield
     clear_twins()
 
 
