@@ -39,6 +39,7 @@ from __future__ import annotations
 import math
 import operator
 import weakref
+from collections import OrderedDict
 from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -50,6 +51,7 @@ from torch import fx, nn
 
 from edgeprune.errors import ConfigError
 from edgeprune.models.naming import normalize_module_name
+from edgeprune.models.summary import LayerCounter, LayerSummary, eval_mode
 
 Layout = list[int]  # the element carried by each index of a tensor's dim 1
 
@@ -92,6 +94,9 @@ class ChannelGraph:
     followers: dict[str, LayerChannels]
     fixed: dict[int, list[str]]
     locks: list[Lock]
+    # Distiller's per-layer counts from the same traced pass (see LayerCounter); None when a counted layer did
+    # not see the batch as its first dimension, so the pass cannot stand for one image.
+    dense_counts: list[LayerSummary] | None = None
 
     def blocked(self) -> torch.Tensor:
         """Classes that cannot be removed at all (bool per class)."""
@@ -117,22 +122,26 @@ def build_channel_graph(model: nn.Module, input_shape: Sequence[int]) -> Channel
     """Trace ``model`` with torch.fx and run it on zeros of ``(2, *input_shape)`` to map every channel.
 
     Batch 2 (not 1) so that a reshape mixing batch and channels cannot pass for a flatten. The model
-    runs in eval mode under ``no_grad`` so BatchNorm statistics are not touched.
+    runs in eval mode under ``no_grad`` so BatchNorm statistics are not touched. The same pass counts MACs
+    and weights per layer as Distiller does (``dense_counts``; zeroed weights count), thinning's "before".
     """
     try:
-        graph_module = fx.symbolic_trace(model)
+        traced = fx.Tracer().trace(model)  # what fx.symbolic_trace records, without compiling a GraphModule
     except Exception as exc:  # fx raises many types (TraceError, TypeError, NotImplementedError, ...)
         raise ThinningError(
             f"Cannot trace {type(model).__name__} with torch.fx, so its channel dependencies are unknown: "
             f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
             hint="Thinning needs a forward() without control flow that depends on tensor values.",
         ) from None
-    tracer = _ChannelTracer(graph_module)
+    twin = _twin_key(model, traced, input_shape)
+    known = _TWINS.get(twin) if twin is not None else None
+    if known is not None:
+        _TWINS.move_to_end(twin)
+        return known.graph_for(model)
+    tracer = _ChannelTracer(model, traced)
     dummy = torch.zeros((2, *input_shape), device=_device_of(model))
-    was_training = model.training
-    model.eval()
     try:
-        with torch.no_grad():
+        with LayerCounter(model, batch=2) as counter, eval_mode(model), torch.no_grad():
             tracer.run(dummy)
     except RuntimeError as exc:
         raise ThinningError(
@@ -140,9 +149,13 @@ def build_channel_graph(model: nn.Module, input_shape: Sequence[int]) -> Channel
             f"failed: {str(exc).splitlines()[0]}",
             hint="Pass the input_shape=(C, H, W) the model was built for.",
         ) from None
-    finally:
-        model.train(was_training)
-    return tracer.finish()
+    graph = tracer.finish()
+    graph.dense_counts = counter.layers if counter.per_image else None
+    if twin is not None:
+        _TWINS[twin] = _Template.of(graph, model)
+        while len(_TWINS) > TWINS_KEPT:
+            _TWINS.popitem(last=False)
+    return graph
 
 
 # Which table of a ChannelGraph a structure pruner's dimension lives in: zeroed filters are removed from the
@@ -153,17 +166,20 @@ _GRAPHS: weakref.WeakKeyDictionary[nn.Module, tuple[Hashable, ChannelGraph]] = w
 
 
 def channel_graph(model: nn.Module, input_shape: Sequence[int]) -> ChannelGraph:
-    """:func:`build_channel_graph` of the (unwrapped) model, reused until a parameter changes shape.
+    """:func:`build_channel_graph` of the (unwrapped) model, reused until its architecture changes.
 
-    Why cached: the schedule builder and every pruning round of an ``auto_group`` pruner ask which weights
-    are coupled, and a trace costs ~0.2 s on resnet56. Coupling only changes when the architecture does;
-    thinning changes parameter shapes, which is the cache key (with the input shape), so a thinned model
-    is traced again. The graph is built with one intra-op thread: on small dummy batches more threads
-    spin-wait instead of working (resnet56 measured 2.3 s with 2 busy cores, 0.18 s with one).
+    Why cached: the schedule builder, every pruning round of an ``auto_group`` pruner and the thinning that
+    follows ask which channels are coupled, and the trace is most of what a one-shot prune + thin costs.
+    Coupling only changes when the architecture does: the key is the input shape, every submodule (by name
+    and identity, so a replaced layer is seen even at the same shapes) and every parameter's shape, which
+    thinning changes, so a thinned model is traced again. The graph is built with one intra-op thread: on
+    small dummy batches more threads spin-wait instead of working (resnet56 measured 2.3 s with 2 busy
+    cores, 0.18 s with one).
     """
     while isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
         model = model.module
-    key = (tuple(input_shape), tuple((name, tuple(p.shape)) for name, p in model.named_parameters()))
+    key = (tuple(input_shape), tuple((name, m) for name, m in model.named_modules() if m is not model),
+           tuple((name, tuple(p.shape)) for name, p in model.named_parameters()))
     cached = _GRAPHS.get(model)
     if cached is not None and cached[0] == key:
         return cached[1]
@@ -196,22 +212,32 @@ def coupled_layers(table: Mapping[str, LayerChannels], names: Iterable[str] | No
     considered: two of them are then joined only through classes they share themselves.
     """
     wanted = set(table) if names is None else set(names) & set(table)
-    parent = {name: name for name in table if name in wanted}
+    members = [name for name in table if name in wanted]
+    if len(members) < 2:
+        return []
+    # Every layer is joined to the first layer (in table order) holding each of its classes.
+    classes = [table[name].classes for name in members]
+    flat = torch.cat(classes)
+    owner = torch.repeat_interleave(torch.arange(len(members)), torch.tensor([c.numel() for c in classes]),
+                                    output_size=flat.numel())
+    first_owner = torch.full((int(flat.max()) + 1,), len(members), dtype=torch.long)
+    first_owner.scatter_reduce_(0, flat, owner, reduce="amin")
+    joined = owner * len(members) + first_owner[flat]  # the pair (layer, first holder) as one number
+    parent = list(range(len(members)))
 
-    def find(name: str) -> str:
-        while parent[name] != name:
-            parent[name] = parent[parent[name]]
-            name = parent[name]
-        return name
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
 
-    first_owner: dict[int, str] = {}
-    for name in parent:
-        for c in table[name].classes.unique().tolist():
-            other = first_owner.setdefault(c, name)
-            parent[find(name)] = find(other)
-    groups: dict[str, list[str]] = {}
-    for name in parent:
-        groups.setdefault(find(name), []).append(name)
+    for pair in joined.unique().tolist():
+        a, b = divmod(pair, len(members))
+        if a != b:
+            parent[find(a)] = find(b)
+    groups: dict[int, list[str]] = {}
+    for i, name in enumerate(members):
+        groups.setdefault(find(i), []).append(name)
     return [group for group in groups.values() if len(group) > 1]
 
 
@@ -282,8 +308,8 @@ _SHAPE_ATTRIBUTES = {"shape", "ndim", "device", "dtype"}
 class _ChannelTracer(fx.Interpreter):
     """Runs the traced graph once and, beside each real result, computes the layout of its dim 1."""
 
-    def __init__(self, graph_module: fx.GraphModule) -> None:
-        super().__init__(graph_module)
+    def __init__(self, model: nn.Module, graph: fx.Graph) -> None:
+        super().__init__(model, graph=graph)
         self.parent: list[int] = []  # union-find over elements
         self.fixed_source: dict[int, str] = {}  # element -> what made it, for elements nothing can remove
         self.layouts: dict[fx.Node, Layout] = {}
@@ -316,15 +342,26 @@ class _ChannelTracer(fx.Interpreter):
             if rx != ry:
                 self.parent[ry] = rx
 
-    # ----- the interpreter hook
+    # ----- the interpreter hooks
     def run_node(self, n: fx.Node) -> Any:
-        result = super().run_node(n)
+        # Interpreter.run_node without what only matters to passes that build graphs (a context manager per
+        # node that hands its metadata to nodes created while it runs, and a debug log call per node).
+        args, kwargs = self.fetch_args_kwargs_from_env(n)
+        result = getattr(self, n.op)(n.target, args, kwargs)
         if isinstance(result, torch.Tensor):
             self.shapes[n] = tuple(result.shape)
         layout = self._layout(n, result)
         if layout is not None:
             self.layouts[n] = layout
         return result
+
+    def call_module(self, target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        return self.module_at(target)(*args, **kwargs)
+
+    def module_at(self, target: Any) -> Any:
+        """The submodule a ``call_module`` node names (a dict look-up instead of a walk down the attributes)."""
+        found = self.submodules.get(target)
+        return found if found is not None else self.fetch_attr(target)
 
     def _layout(self, n: fx.Node, result: Any) -> Layout | None:
         if n.op == "output":
@@ -337,7 +374,7 @@ class _ChannelTracer(fx.Interpreter):
         if n.op in ("placeholder", "get_attr"):
             return self.fresh(result.shape[1], f"{'model input' if n.op == 'placeholder' else 'tensor'} {n.target!r}")
         if n.op == "call_module":
-            return self._module_layout(n, self.fetch_attr(n.target), result)
+            return self._module_layout(n, self.module_at(n.target), result)
         return self._function_layout(n, result)
 
     def _module_layout(self, n: fx.Node, m: nn.Module, result: torch.Tensor) -> Layout:
@@ -435,7 +472,7 @@ class _ChannelTracer(fx.Interpreter):
 
     def _describe(self, n: fx.Node) -> str:
         if n.op == "call_module":
-            return f"module {normalize_module_name(str(n.target))!r} ({type(self.fetch_attr(n.target)).__name__})"
+            return f"module {normalize_module_name(str(n.target))!r} ({type(self.module_at(n.target)).__name__})"
         kind = "method" if n.op == "call_method" else "operation"
         return f"{kind} {getattr(n.target, '__name__', str(n.target))!r} (graph node {n.name!r})"
 
@@ -464,10 +501,8 @@ class _ChannelTracer(fx.Interpreter):
 
     # ----- result
     def finish(self) -> ChannelGraph:
-        roots = [self.find(e) for e in range(len(self.parent))]
-        class_of_root: dict[int, int] = {}
-        element_class = torch.tensor([class_of_root.setdefault(r, len(class_of_root)) for r in roots],
-                                     dtype=torch.long)
+        element_class, num_classes = _number_sets(torch.tensor(self.parent, dtype=torch.long))
+        class_list = element_class.tolist()
 
         def classes(layout: Layout) -> torch.Tensor:
             return element_class[torch.tensor(layout, dtype=torch.long)]
@@ -478,14 +513,32 @@ class _ChannelTracer(fx.Interpreter):
 
         fixed: dict[int, list[str]] = {}
         for element, source in self.fixed_source.items():
-            sources = fixed.setdefault(int(element_class[element]), [])
+            sources = fixed.setdefault(class_list[element], [])
             if source not in sources:
                 sources.append(source)
         return ChannelGraph(
-            num_classes=len(class_of_root), producers=table(self.producers), consumers=table(self.consumers),
+            num_classes=num_classes, producers=table(self.producers), consumers=table(self.consumers),
             followers=table(self.followers), fixed=fixed,
             locks=[Lock(reason, classes(layout)) for reason, layout in self.locks],
         )
+
+
+def _number_sets(parent: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Class of every element of a union-find forest (``parent``), classes numbered by first element, and
+    how many there are. Pointer jumping with whole-tensor steps instead of a ``find`` per element."""
+    if parent.numel() == 0:
+        return parent, 0
+    while True:
+        grandparent = parent[parent]
+        if torch.equal(grandparent, parent):
+            break
+        parent = grandparent
+    roots, root_index = torch.unique(parent, return_inverse=True)
+    first = torch.full((roots.numel(),), parent.numel(), dtype=torch.long)
+    first.scatter_reduce_(0, root_index, torch.arange(parent.numel()), reduce="amin")
+    number = torch.empty_like(first)
+    number[torch.argsort(first)] = torch.arange(roots.numel())
+    return number[root_index], roots.numel()
 
 
 def _is_shape_query(n: fx.Node) -> bool:
@@ -503,3 +556,142 @@ def _keeps_channels(n: fx.Node, ndim: int) -> bool:
     dims = (dim,) if isinstance(dim, int) else tuple(dim)
     return all(isinstance(d, int) and d % ndim >= 2 for d in dims)
 
+
+# ------------------------------------------------------------------------------------------------ twins
+# A search prunes many copies of one network: each traces to the same graph, and running that graph again on
+# zeros (most of the cost of a graph) can only give the same channel graph again, because every operation in it
+# has a result shape that depends on shapes alone and every module in it is a plain torch.nn layer whose
+# behaviour is its attributes. Such a run is kept (without its module objects) under a key that holds all of
+# that — the traced nodes with their arguments, each called layer's class, attributes, tensor shapes, dtypes and
+# devices, the input shape and dtype — and a model with the same key gets the graph bound to its own modules.
+# Anything else in a graph (another function, a layer of another class or with hooks) gives no key: that model
+# is run as before.
+TWINS_KEPT = 8
+_TWINS: OrderedDict[Hashable, _Template] = OrderedDict()
+_SHAPE_ONLY_MODULES = frozenset({
+    *_PASS_MODULES, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d,
+    nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.Flatten, nn.ConstantPad1d, nn.ConstantPad2d,
+    nn.ConstantPad3d, nn.ReflectionPad1d, nn.ReflectionPad2d, nn.ReplicationPad1d, nn.ReplicationPad2d,
+})
+_SHAPE_ONLY_FUNCTIONS = frozenset({*_PASS_FUNCTIONS, *_ELEMENTWISE_FUNCTIONS, *_RESHAPE_FUNCTIONS,
+                                   *_REDUCE_FUNCTIONS, *_CAT_FUNCTIONS, getattr})
+_SHAPE_ONLY_METHODS = frozenset({*_PASS_METHODS, *_ELEMENTWISE_METHODS, *_RESHAPE_METHODS, *_REDUCE_METHODS,
+                                 *_SHAPE_METHODS})
+_PLAIN = frozenset({int, float, bool, str, type(None)})
+_SIMPLE = (int, float, bool, str, type(None), torch.dtype, torch.device, torch.memory_format, torch.layout)
+
+
+class _NoKey(Exception):
+    """Something in the model or its graph that a twin key cannot hold."""
+
+
+def clear_twins() -> None:
+    """Forget every kept run (for measuring the first copy of a network, and for tests)."""
+    _TWINS.clear()
+
+
+@dataclass(frozen=True)
+class _Template:
+    """A built ChannelGraph with module paths instead of modules: what the same run gives any twin."""
+
+    num_classes: int
+    tables: tuple[tuple[str, tuple[tuple[str, str, torch.Tensor], ...]], ...]  # table: (name, path, classes)
+    fixed: tuple[tuple[int, tuple[str, ...]], ...]
+    locks: tuple[Lock, ...]
+    dense_counts: tuple[LayerSummary, ...] | None
+
+    @classmethod
+    def of(cls, graph: ChannelGraph, model: nn.Module) -> _Template:
+        path = {m: name for name, m in model.named_modules()}
+        return cls(graph.num_classes,
+                   tuple((table, tuple((name, path[layer.module], layer.classes)
+                                       for name, layer in getattr(graph, table).items()))
+                         for table in ("producers", "consumers", "followers")),
+                   tuple((c, tuple(sources)) for c, sources in graph.fixed.items()), tuple(graph.locks),
+                   None if graph.dense_counts is None else tuple(graph.dense_counts))
+
+    def graph_for(self, model: nn.Module) -> ChannelGraph:
+        modules = dict(model.named_modules())
+        tables = {table: {name: LayerChannels(name, modules[path], classes) for name, path, classes in layers}
+                  for table, layers in self.tables}
+        return ChannelGraph(self.num_classes, fixed={c: list(sources) for c, sources in self.fixed},
+                            locks=list(self.locks),
+                            dense_counts=None if self.dense_counts is None else list(self.dense_counts), **tables)
+
+
+def _twin_key(model: nn.Module, graph: fx.Graph, input_shape: Sequence[int]) -> Hashable | None:
+    """What decides the run of ``graph`` on zeros of ``input_shape`` (see above), or None."""
+    if any(getattr(torch.nn.modules.module, hooks, True) for hooks in _GLOBAL_HOOKS):
+        return None
+    modules = dict(model.named_modules())
+    index: dict[fx.Node, int] = {}
+    nodes = []
+    try:
+        for i, n in enumerate(graph.nodes):
+            index[n] = i
+            if n.op == "call_module":
+                layer = modules.get(n.target)
+                target: Any = (n.target, _layer_key(model.get_submodule(n.target) if layer is None else layer))
+            elif n.op == "get_attr":
+                target = (n.target, _value_key(_attribute(model, n.target), index))
+            elif n.op in ("placeholder", "output") or n.target in (
+                    _SHAPE_ONLY_METHODS if n.op == "call_method" else _SHAPE_ONLY_FUNCTIONS):
+                target = n.target
+            else:
+                return None
+            nodes.append((n.op, n.name, target, _value_key(n.args, index), _value_key(n.kwargs, index)))
+    except (_NoKey, AttributeError, KeyError, TypeError):
+        return None
+    return tuple(input_shape), torch.get_default_dtype(), tuple(nodes)
+
+
+_GLOBAL_HOOKS = ("_global_forward_hooks", "_global_forward_pre_hooks", "_global_forward_hooks_always_called")
+
+
+def _attribute(model: nn.Module, target: str) -> Any:
+    value: Any = model
+    for atom in target.split("."):
+        value = getattr(value, atom)
+    return value
+
+
+def _layer_key(m: nn.Module) -> tuple[Any, ...]:
+    """A plain torch.nn layer's class and attributes (hooks make it no twin: they may change a result)."""
+    if type(m) not in _SHAPE_ONLY_MODULES:
+        raise _NoKey
+    state = []
+    for attr, value in vars(m).items():
+        kind = type(value)
+        if kind in _PLAIN:
+            state.append((attr, kind, value))
+        elif attr == "_parameters" or attr == "_buffers":
+            state.append((attr, tuple((name, None if t is None else (tuple(t.shape), t.dtype, t.device))
+                                      for name, t in value.items())))
+        elif isinstance(value, (dict, set)):  # submodules, hooks: a plain layer has none
+            if value and attr != "_non_persistent_buffers_set":
+                raise _NoKey
+        else:
+            state.append((attr, _value_key(value, {})))
+    return type(m), tuple(state)
+
+
+def _value_key(value: Any, index: dict[fx.Node, int]) -> Any:
+    """A hashable stand-in that is equal only for values a run cannot tell apart (types kept: 1, True, 1.0)."""
+    kind = type(value)
+    if kind is int or (kind is tuple and all(type(v) is int for v in value)):  # most of them: sizes, strides
+        return kind, value
+    if isinstance(value, fx.Node):
+        return "node", index[value]
+    if isinstance(value, torch.Tensor):
+        return "tensor", tuple(value.shape), value.dtype, value.device
+    if isinstance(value, _SIMPLE):
+        return type(value), value
+    if isinstance(value, (tuple, list)):
+        return type(value), tuple(_value_key(v, index) for v in value)
+    if isinstance(value, dict):
+        return dict, tuple((k, _value_key(v, index)) for k, v in value.items())
+    if isinstance(value, slice):
+        return slice, _value_key((value.start, value.stop, value.step), index)
+    if value is Ellipsis:
+        return "...", None
+    raise _NoKey

@@ -47,12 +47,12 @@ from torch import nn
 
 from edgeprune.errors import ConfigError
 from edgeprune.models.naming import normalize_module_name
-from edgeprune.models.summary import ModelSummary, input_shape_of, model_summary
+from edgeprune.models.summary import ModelSummary, eval_mode, input_shape_of, model_summary, summarize
 from edgeprune.pruning.dependency import (
     ChannelGraph,
     LayerChannels,
     ThinningError,
-    build_channel_graph,
+    channel_graph,
     is_depthwise,
     one_intra_op_thread,
 )
@@ -154,9 +154,8 @@ def _thin(
 ) -> ThinningRecord:
     model = _unwrap(model)
     shape = input_shape_of(model, tuple(input_shape) if input_shape else None)
-    with one_intra_op_thread():
-        before = model_summary(model, shape)
-        graph = build_channel_graph(model, shape)
+    with one_intra_op_thread(), eval_mode(model):  # one switch to eval for the passes, not one each
+        graph, before = _traced(model, shape)
         selection = select(graph, auto_group)
         plans = _plan(graph, selection.removed, _module_order(model))
         thinner = _InPlaceThinner(optimizer, masks or {})
@@ -171,6 +170,19 @@ def _thin(
     for note in selection.notes:
         logger.warning("%s: %s", function, note)
     return record
+
+
+def _traced(model: nn.Module, shape: tuple[int, ...]) -> tuple[ChannelGraph, ModelSummary]:
+    """The channel graph and the counts before thinning, from one traced pass (the schedule builder's, when the
+    model is unchanged since). A model whose forward pass fails is reported by the count, as it always was."""
+    try:
+        graph = channel_graph(model, shape)
+    except ConfigError:
+        model_summary(model, shape)
+        raise
+    if graph.dense_counts is None:
+        return graph, model_summary(model, shape)
+    return graph, summarize(model, shape, list(graph.dense_counts))
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -249,16 +261,25 @@ def _select_channels(graph: ChannelGraph, auto_group: bool) -> _Selection:
 def _votes(graph: ChannelGraph, layers: dict[str, LayerChannels],
            zero_of: Callable[[LayerChannels], torch.Tensor]) -> _Votes:
     k = graph.num_classes
-    voters = torch.zeros(k, dtype=torch.long)
-    zero_voters = torch.zeros(k, dtype=torch.long)
-    zero = {}
-    for name, layer in layers.items():
-        zero[name] = zero_of(layer).cpu()
-        total = torch.bincount(layer.classes, minlength=k)
-        zeros = torch.bincount(layer.classes[zero[name]], minlength=k)
-        voters += total > 0
-        zero_voters += (total > 0) & (zeros == total)  # a flattened channel is zero only if all its features are
-    return _Votes(layers, zero, voters, zero_voters)
+    zero = {name: zero_of(layer).cpu() for name, layer in layers.items()}
+    if not layers:
+        return _Votes(layers, zero, torch.zeros(k, dtype=torch.long), torch.zeros(k, dtype=torch.long))
+    # Every (layer, class) pair votes once: for the class, and for its removal if all its indices in that layer
+    # are zero (a flattened channel is zero only if all its features are). One count over all layers at once.
+    classes, owner = _concatenated(list(layers.values()))
+    pairs, pair_of_index = torch.unique(owner * k + classes, return_inverse=True)
+    total = torch.bincount(pair_of_index, minlength=pairs.numel())
+    zeros = torch.bincount(pair_of_index[torch.cat(list(zero.values()))], minlength=pairs.numel())
+    voted_class = pairs % k
+    return _Votes(layers, zero, torch.bincount(voted_class, minlength=k),
+                  torch.bincount(voted_class[zeros == total], minlength=k))
+
+
+def _concatenated(layers: list[LayerChannels]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The classes of ``layers`` end to end, and beside each the position of its layer in the list."""
+    classes = torch.cat([layer.classes for layer in layers])
+    sizes = torch.tensor([layer.classes.numel() for layer in layers])
+    return classes, torch.repeat_interleave(torch.arange(len(layers)), sizes, output_size=classes.numel())
 
 
 def _resolve(graph: ChannelGraph, votes: _Votes, what: str, auto_group: bool) -> _Selection:
@@ -372,7 +393,13 @@ def _plan(graph: ChannelGraph, removed: torch.Tensor, order: dict[nn.Module, int
     plans: dict[str, _LayerPlan] = {}
     for role, table, what in (("out_keep", graph.producers, "filters"), ("out_keep", graph.followers, "channels"),
                               ("in_keep", graph.consumers, "input channels")):
-        for name, layer in table.items():
+        if not table:
+            continue
+        classes, owner = _concatenated(list(table.values()))
+        touched = torch.bincount(owner[removed[classes]], minlength=len(table)).tolist()  # removed per layer
+        for (name, layer), count in zip(table.items(), touched, strict=True):
+            if count == 0:
+                continue
             keep = (~removed[layer.classes]).nonzero().flatten()
             if keep.numel() == layer.classes.numel():
                 continue
@@ -416,9 +443,8 @@ def _weight_shape(m: nn.Module) -> tuple[int, ...]:
 def _removed(keep: torch.Tensor | None, old_shape: tuple[int, ...], dim: int) -> list[int]:
     if keep is None:
         return []
-    gone = torch.ones(old_shape[dim], dtype=torch.bool)
-    gone[keep.cpu()] = False
-    return gone.nonzero().flatten().tolist()
+    kept = set(keep.tolist())
+    return [i for i in range(old_shape[dim]) if i not in kept]
 
 
 def _select(tensor: torch.Tensor, selections: Selections) -> torch.Tensor:
