@@ -23,7 +23,7 @@ from edgeprune.budget_search.importance import estimated_loss, removal_order, ta
 from edgeprune.budget_search.latency import LatencyTable, Target
 from edgeprune.budget_search.predict import LatencyModel
 from edgeprune.budget_search.space import build_space, render_widths_schedule
-from edgeprune.data import BatchLoader, load_dataset
+from edgeprune.data import BatchLoader, evenly_spaced, load_dataset
 from edgeprune.jobs.export import export_model
 from edgeprune.jobs.inputs import load_model_for_data, normalization_for
 from edgeprune.jobs.prune import prune_model
@@ -73,7 +73,8 @@ def main() -> None:
     latency = LatencyModel.fit(space, table, [(w, network(w)["ms"]) for w in calibration])
     dense_ms = network(space.dense)["ms"]
     norm = normalization_for(loaded, train)
-    batches = BatchLoader(train.subset(512), 64, shuffle=False, augment=False, mean=norm["mean"], std=norm["std"])
+    batches = BatchLoader(evenly_spaced(train, 512), 64, shuffle=False, augment=False, mean=norm["mean"],
+                          std=norm["std"])
     costs = unit_costs(taylor_importance(model, batches, space), removal_order(model, space), space)
     choose = {"greedy": lambda ms: greedy_widths(space, latency, costs, ms),
               "uniform": lambda ms: uniform_widths(space, latency, ms)}
@@ -94,12 +95,12 @@ def main() -> None:
             r.setdefault("ms", []).append(target.latency_ms(Path(r["dir"]) / "model.onnx"))
     for r in rows:
         r["measured_ms"] = min(r.pop("ms"))
-        r["top1_pruned"] = evaluate_model(r["ckpt"], args.data, limit=args.eval_limit).metrics["top1"]
+        r["top1_pruned"] = evaluate_model(r["ckpt"], args.data, limit=args.eval_limit, spread=True).metrics["top1"]
         if args.finetune_epochs:
             result, _ = train_model(r["ckpt"], args.data, Path(r["dir"]) / "ft", TrainConfig(
                 epochs=args.finetune_epochs, lr=0.01, weight_decay=1e-4, progress=False))
             r["top1_finetuned"] = result.final["top1"]
-    dense_top1 = evaluate_model(args.model, args.data, limit=args.eval_limit).metrics["top1"]
+    dense_top1 = evaluate_model(args.model, args.data, limit=args.eval_limit, spread=True).metrics["top1"]
     print(f"dense: {dense_ms:.4g} ms, top-1 {dense_top1:.2f}")
     for r in rows:
         tuned = f", fine-tuned {r['top1_finetuned']:.2f}" if "top1_finetuned" in r else ""

@@ -615,3 +615,16 @@ def test_real_cifar10_jpeg_archive(tmp_path: Path) -> None:
     np.testing.assert_array_equal(again.images, ds.images)
     mean, _ = channel_stats(ds)
     assert all(0.4 < m < 0.5 for m in mean)
+
+
+def test_evenly_spaced_samples_cover_a_class_sorted_split() -> None:
+    """An image folder lists its images class by class: the first N are one class, N evenly spaced are all."""
+    from edgeprune.data import ImageDataset, evenly_spaced
+
+    labels = np.repeat(np.arange(10), 100)
+    ds = ImageDataset(np.zeros((1000, 4, 4, 3), dtype=np.uint8), labels, [str(i) for i in range(10)], "sorted")
+    assert set(ds.subset(50).labels.tolist()) == {0}
+    picked = evenly_spaced(ds, 50)
+    assert len(picked) == 50 and set(picked.labels.tolist()) == set(range(10))
+    assert np.array_equal(evenly_spaced(ds, 50).labels, picked.labels)  # deterministic
+    assert len(evenly_spaced(ds, 5000)) == 1000

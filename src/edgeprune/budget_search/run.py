@@ -41,7 +41,7 @@ from edgeprune.budget_search.importance import estimated_loss, removal_order, ta
 from edgeprune.budget_search.latency import LatencyTable, Target
 from edgeprune.budget_search.predict import LatencyModel
 from edgeprune.budget_search.space import SearchSpace, Widths, build_space, render_widths_schedule
-from edgeprune.data import BatchLoader, load_dataset
+from edgeprune.data import BatchLoader, evenly_spaced, load_dataset
 from edgeprune.distillation import DistillConfig
 from edgeprune.errors import ConfigError
 from edgeprune.fileio import write_json, write_text
@@ -185,7 +185,7 @@ def search(model_spec: str, data: str, out_dir: str | Path, settings: SearchSett
 
     # 3. importance
     norm = normalization_for(loaded, train_data)
-    loader = BatchLoader(train_data.subset(64 * settings.importance_batches), 64, shuffle=False, augment=False,
+    loader = BatchLoader(evenly_spaced(train_data, 64 * settings.importance_batches), 64, shuffle=False, augment=False,
                          mean=norm["mean"], std=norm["std"])
     costs = unit_costs(taylor_importance(model, loader, space), removal_order(model, space), space)
 
@@ -279,7 +279,7 @@ class _Networks:
         return LatencyModel.fit(self.space, table, [(m.widths, m.measured_ms) for m in self.seen])
 
     def top1(self, spec: str) -> float:
-        return float(evaluate_model(spec, self.data, limit=self.settings.eval_limit).metrics["top1"])
+        return float(evaluate_model(spec, self.data, limit=self.settings.eval_limit, spread=True).metrics["top1"])
 
     def finetune(self, m: Measured) -> None:
         if m.top1_finetuned is not None:

@@ -107,6 +107,16 @@ class ImageDataset:
         return ImageDataset(images, labels, list(self.classes), self.name, self.split, self.source, self.crop)
 
 
+def evenly_spaced(ds: ImageDataset, n: int) -> ImageDataset:
+    """``n`` samples spaced evenly over ``ds`` (all of it if smaller), deterministic like ``subset(n)``.
+
+    Why not the first ``n``: image folders and archives list their images class by class, so the first
+    samples of a split are all of one class — an evaluation or an importance estimate on them is biased.
+    """
+    count = min(int(n), len(ds))
+    return ds.subset(indices=np.linspace(0, len(ds) - 1, count).round().astype(np.int64)) if count else ds.subset(0)
+
+
 def centre_square(images: Any, side: int) -> Any:
     """The centre ``side`` x ``side`` square of a ``(N, H, W, C)`` array or tensor (a view, no copy)."""
     h, w = images.shape[1:3]

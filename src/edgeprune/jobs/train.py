@@ -13,7 +13,7 @@ import torch
 from rich.console import Console
 
 from edgeprune.analysis.run_report import RunReport
-from edgeprune.data import BatchLoader, ImageDataset, load_dataset
+from edgeprune.data import BatchLoader, ImageDataset, evenly_spaced, load_dataset
 from edgeprune.errors import ConfigError
 from edgeprune.jobs.evaluate import evaluate_exported
 from edgeprune.jobs.inputs import load_model_for_data, normalization_for
@@ -113,9 +113,12 @@ def _distillation(spec: str, trainer: Trainer, train_data: ImageDataset, out_dir
 
 def evaluate_model(
     spec: str, data: str, *, split: str = "test", arch: str | None = None, batch_size: int = 512,
-    device: str = "auto", limit: int | None = None,
+    device: str = "auto", limit: int | None = None, spread: bool = False,
 ) -> EvalResult:
     """Top-1/top-5/loss of MODEL on a split of DATA, with the checkpoint's normalisation.
+
+    ``limit`` evaluates the first ``limit`` images, or with ``spread`` that many spaced evenly over the split
+    (an image folder is sorted by class, so its first images are all of one class).
 
     An exported model (.onnx, OpenVINO .xml) runs in its runtime, normalised as its metadata says.
     """
@@ -123,7 +126,7 @@ def evaluate_model(
         return EvalResult(*evaluate_exported(spec, data, split=split, batch_size=batch_size, limit=limit))
     test_data = load_dataset(data, split)
     if limit:
-        test_data = test_data.subset(limit)
+        test_data = evenly_spaced(test_data, limit) if spread else test_data.subset(limit)
     loaded = load_model_for_data(spec, test_data, arch)
     normalize = loaded.normalize or normalization_for(loaded, load_dataset(data, "train"))
     loader = BatchLoader(test_data, batch_size, shuffle=False, augment=False, mean=normalize["mean"],
