@@ -622,7 +622,8 @@ def test_evenly_spaced_samples_cover_a_class_sorted_split() -> None:
     from edgeprune.data import ImageDataset, evenly_spaced
 
     labels = np.repeat(np.arange(10), 100)
-    ds = ImageDataset(np.zeros((1000, 4, 4, 3), dtype=np.uint8), labels, [str(i) for i in range(10)], "sorted")
+    ds = ImageDataset(np.zeros((1000, 4, 4, 3), dtype=np.uint8), labels, [str(i) for i in range(10)], "sorted",
+                      "test", "memory")
     assert set(ds.subset(50).labels.tolist()) == {0}
     picked = evenly_spaced(ds, 50)
     assert len(picked) == 50 and set(picked.labels.tolist()) == set(range(10))
