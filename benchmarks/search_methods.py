@@ -82,10 +82,17 @@ def main() -> None:
     for fraction in args.budgets:
         budget = fraction * dense_ms
         for method, pick in choose.items():
+            widths = None
             for hedge in HEDGES:  # the widest choice whose network measures under the budget
-                widths = pick(budget * hedge)
-                if widths is not None and network(widths)["ms"] <= budget:
+                choice = pick(budget * hedge)
+                if choice is None:
                     break
+                widths = choice
+                if network(widths)["ms"] <= budget:
+                    break
+            if widths is None:
+                print(f"{fraction:.2f}x {method}: nothing on the grid is predicted under the budget")
+                continue
             net = network(widths)
             rows.append({"budget": fraction, "budget_ms": budget, "method": method, "widths": widths,
                          "macs": net["macs"], "estimated_loss": estimated_loss(costs, widths), "ckpt": net["ckpt"],

@@ -45,9 +45,10 @@ def greedy_widths(space: SearchSpace, model: LatencyModel, costs: Mapping[str, U
 
 
 def uniform_widths(space: SearchSpace, model: LatencyModel, budget_ms: float) -> Widths | None:
-    steps = max(len(u.options) for u in space.units)
-    for k in range(steps - 1, -1, -1):  # widest first
-        widths = {u.name: u.options[max(0, len(u.options) - steps + k)] for u in space.units}
+    fractions = sorted({o / u.width for u in space.units for o in u.options}, reverse=True)
+    for f in fractions:  # widest first: every unit at the widest of its widths within f of its dense width
+        widths = {u.name: max((o for o in u.options if o <= f * u.width + 1e-9), default=u.options[0])
+                  for u in space.units}
         if model.predict(widths) <= budget_ms:
             return widths
     return None
