@@ -60,7 +60,8 @@ def run_search(rd: RunDir, baseline: Baseline, data: str, settings: DemoSettings
     """``edgeprune search`` on the baseline: the most accurate network meeting ``settings.search``, measured with
     the sweep's benchmark settings and fine-tuned with the trials' recipe."""
     bench = settings.bench
-    target = Target(backend=bench["backend"], device=bench["device"], batch=bench["batch"], threads=bench["threads"])
+    target = Target(backend=bench["backend"], device=bench["device"], batch=bench["batch"], threads=bench["threads"],
+                    rounds=3)  # a demo: fewer rounds than a real search's 5
     found = search(str(baseline.checkpoint), data, rd.root / "search", SearchSettings(
         latency=settings.search, target=target, steps=4, calibration=4, candidates=2, finetune=1,
         train=TrainConfig(epochs=max(1, settings.retrain_epochs), lr=settings.retrain_lr,
