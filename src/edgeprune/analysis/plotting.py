@@ -8,6 +8,7 @@ machine without a display. A bare ``Figure`` renders with Agg (PNG) or the SVG b
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 from matplotlib import rc_context
@@ -47,8 +48,6 @@ def _metadata(fmt: str) -> dict[str, str | None]:
 
 def figure_svg(fig: Figure) -> str:
     """``fig`` as inline SVG text for a one-file HTML report (no date: the same figure gives the same text)."""
-    import io
-
     buf = io.StringIO()
     with rc_context({"svg.hashsalt": "edgeprune"}):
         fig.savefig(buf, format="svg", metadata={"Date": None})

@@ -40,6 +40,7 @@ from edgeprune.budget_search.greedy import greedy_widths, uniform_widths
 from edgeprune.budget_search.importance import estimated_loss, removal_order, taylor_importance, unit_costs
 from edgeprune.budget_search.latency import LatencyTable, Target
 from edgeprune.budget_search.predict import LatencyModel
+from edgeprune.budget_search.report import write_report
 from edgeprune.budget_search.space import SearchSpace, Widths, build_space, render_widths_schedule
 from edgeprune.data import BatchLoader, evenly_spaced, load_dataset
 from edgeprune.distillation import DistillConfig
@@ -227,8 +228,6 @@ def search(model_spec: str, data: str, out_dir: str | Path, settings: SearchSett
                         "latency_model": {"scale": latency.scale, "offset": latency.offset},
                         "table": str(table.path), "fingerprint": table.fingerprint})
     state.save()
-    from edgeprune.budget_search.report import write_report
-
     write_report(result, space, table.fingerprint, out / "report.html")
     return result
 
