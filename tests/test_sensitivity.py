@@ -186,7 +186,7 @@ def test_real_resnet20_filter_sensitivity_on_a_cifar10_subset(tmp_path) -> None:
     out = run_sensitivity(ckpt, data, tmp_path, group="filter", sparsities="0:0.7:0.3",
                           layers="layer1.0.conv1,layer2.0.conv1,layer3.0.conv1", eval_batches=4, batch_size=250,
                           device="cpu", progress=False)
-    reference = evaluate_model(ckpt, data, limit=1000, batch_size=250, device="cpu")
+    reference = evaluate_model(ckpt, data, limit=1000, batch_size=250, device="cpu", spread=True)
     assert out.settings.images == 1000 and list(out.results) == [
         "layer1.0.conv1.weight", "layer2.0.conv1.weight", "layer3.0.conv1.weight"]
     for weight, points in out.results.items():

@@ -15,7 +15,7 @@ from typing import Any
 
 from torch import nn
 
-from edgeprune.data import BatchLoader, load_dataset
+from edgeprune.data import BatchLoader, evenly_spaced, load_dataset
 from edgeprune.errors import ConfigError
 from edgeprune.jobs.inputs import load_model_for_data, normalization_for
 from edgeprune.models.checkpoint import save_checkpoint
@@ -77,7 +77,7 @@ def prune_model(model_spec: str, schedule_path: str | Path, out: str | Path, *, 
     if data is None:
         loaded = resolve_model(model_spec, arch=arch)
     else:  # a few training batches for pruners that rank by activations or refit feature maps
-        train = load_dataset(data, "train").subset(STATS_IMAGES)
+        train = evenly_spaced(load_dataset(data, "train"), STATS_IMAGES)  # every class, not the first one's
         loaded = load_model_for_data(model_spec, train, arch)
         norm = normalization_for(loaded, train)
         batches = BatchLoader(train, 128, shuffle=False, augment=False, mean=norm["mean"], std=norm["std"])

@@ -15,7 +15,7 @@ from edgeprune.analysis.sensitivity import (
     parse_sparsities,
     sensitivity_weights,
 )
-from edgeprune.data import BatchLoader, load_dataset
+from edgeprune.data import BatchLoader, evenly_spaced, load_dataset
 from edgeprune.errors import ConfigError
 from edgeprune.jobs.inputs import load_model_for_data, normalization_for
 from edgeprune.training.loop import resolve_device
@@ -30,8 +30,9 @@ def run_sensitivity(model_spec: str, data: str, out_dir: str | Path, *, group: s
                     progress: bool = True) -> SensitivityOutput:
     """``edgeprune sensitivity``: resolve model and data, cache the evaluation batches, analyse into ``out_dir``.
 
-    ``eval_batches`` limits the evaluation to the first ``eval_batches * batch_size`` test images (a fixed
-    subset, the same on every run). The normalisation is the checkpoint's, else the training split's.
+    ``eval_batches`` limits the evaluation to ``eval_batches * batch_size`` test images spaced evenly over the
+    split (a fixed subset, the same on every run; not the first ones, which in an image folder are all of one
+    class). The normalisation is the checkpoint's, else the training split's.
     """
     group = check_group(group)
     values = parse_sparsities(sparsities)  # bad arguments fail before anything heavy is loaded
@@ -40,7 +41,7 @@ def run_sensitivity(model_spec: str, data: str, out_dir: str | Path, *, group: s
     test = load_dataset(data, "test")
     seed_everything(seed)  # a zoo model's random weights are the same on every run, so it can resume
     if eval_batches is not None:
-        test = test.subset(eval_batches * batch_size)
+        test = evenly_spaced(test, eval_batches * batch_size)
     loaded = load_model_for_data(model_spec, test, arch)
     normalize = loaded.normalize or normalization_for(loaded, load_dataset(data, "train"))
     dev = resolve_device(device)
