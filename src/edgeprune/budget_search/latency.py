@@ -99,10 +99,13 @@ def kernel_module(kernel: Kernel) -> nn.Module:
 
 
 def export_kernel(kernel: Kernel, directory: Path, batch: int) -> Path:
-    torch.manual_seed(0)
-    module = kernel_module(kernel).eval()
-    shape = (kernel.cin,) if kernel.op == "linear" else (kernel.cin, *kernel.hw)
-    proto = export_proto(module, shape, batch=batch, exporter="torchscript")
+    """The kernel as an ONNX file (seeded weights, so a file is the same on every run; the caller's random
+    state is left as it was)."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        module = kernel_module(kernel).eval()
+        shape = (kernel.cin,) if kernel.op == "linear" else (kernel.cin, *kernel.hw)
+        proto = export_proto(module, shape, batch=batch, exporter="torchscript")
     path = directory / (hashlib.sha1(kernel.key.encode()).hexdigest()[:16] + ".onnx")
     path.write_bytes(proto.SerializeToString())
     return path

@@ -21,6 +21,7 @@ measured exactly at the grid's widths, so no width the search can pick is ever i
 from __future__ import annotations
 
 import copy
+import functools
 import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -104,11 +105,13 @@ class SearchSpace:
     def narrowest(self) -> Widths:
         return {u.name: u.options[0] for u in self.units}
 
+    @functools.cached_property
+    def _by_name(self) -> dict[str, Unit]:
+        return {u.name: u for u in self.units}
+
     def unit(self, name: str) -> Unit:
-        for u in self.units:
-            if u.name == name:
-                return u
-        raise KeyError(name)
+        """The unit called ``name`` (KeyError if none): looked up on every kernel of every prediction."""
+        return self._by_name[name]
 
     def check(self, widths: Mapping[str, int]) -> None:
         """Refuse a configuration naming unknown units or widths off a unit's grid."""
