@@ -253,28 +253,44 @@ def _dataset_name(model: nn.Module, num_classes: int | None) -> str | None:
     return names[0] if names else None
 
 
+@dataclass(frozen=True)
+class FilterPrunerSpec:
+    """One L1-ranked filter pruner of a one-shot schedule; ``extra`` keys (round_to, auto_group) follow the
+    sparsity in the YAML."""
+
+    name: str
+    sparsity: float
+    weights: Sequence[str]
+    extra: tuple[tuple[str, Any], ...] = ()
+
+
+def one_shot_filter_schedule(pruners: Sequence[FilterPrunerSpec], arch: str, dataset: str | None,
+                             header: Sequence[str]) -> str:
+    """Plain Distiller YAML: the pruners, a ``FilterRemover`` for ``arch``, every policy at ``epochs: [0]``.
+    What ``schedule suggest`` and ``edgeprune search`` write."""
+    lines = [f"# {line}".rstrip() for line in header] + ["version: 1", "pruners:" if pruners else "pruners: {}"]
+    for p in pruners:
+        lines += [f"  {p.name}:", "    class: L1RankedStructureParameterPruner", "    group_type: Filters",
+                  f"    desired_sparsity: {p.sparsity!r}"] + [f"    {key}: {value}" for key, value in p.extra]
+        lines += ["    weights:"] + [f"      - {weight}" for weight in p.weights] + [""]
+    lines += ["extensions:", "  net_thinner:", "    class: FilterRemover", "    thinning_func_str: remove_filters",
+              f"    arch: '{arch}'"] + ([f"    dataset: {dataset}"] if dataset else []) + ["", "policies:"]
+    for p in pruners:
+        lines += ["  - pruner:", f"      instance_name: {p.name}", "    epochs: [0]", ""]
+    lines += ["  - extension:", "      instance_name: net_thinner", "    epochs: [0]"]
+    return "\n".join(lines) + "\n"
+
+
 def render_schedule(plans: Sequence[LayerPlan], arch: str, dataset: str | None, round_to: int | None,
                     header: Sequence[str]) -> str:
     groups: dict[float, list[str]] = {}
     for plan in plans:
         if plan.chosen is not None:
             groups.setdefault(_written_sparsity(plan.chosen, plan.filters, round_to), []).append(plan.weight)
-    lines = [f"# {line}".rstrip() for line in header] + ["version: 1", "pruners:"]
-    names = {}
-    for sparsity in sorted(groups):
-        name = "filter_pruner_" + f"{sparsity * 100:.6g}".replace(".", "_")
-        names[sparsity] = name
-        lines += [f"  {name}:", "    class: L1RankedStructureParameterPruner", "    group_type: Filters",
-                  f"    desired_sparsity: {sparsity!r}"]
-        if round_to:
-            lines.append(f"    round_to: {round_to}")
-        lines += ["    weights:"] + [f"      - {weight}" for weight in groups[sparsity]] + [""]
-    lines += ["extensions:", "  net_thinner:", "    class: FilterRemover", "    thinning_func_str: remove_filters",
-              f"    arch: '{arch}'"] + ([f"    dataset: {dataset}"] if dataset else []) + ["", "policies:"]
-    for sparsity in sorted(groups):
-        lines += ["  - pruner:", f"      instance_name: {names[sparsity]}", "    epochs: [0]", ""]
-    lines += ["  - extension:", "      instance_name: net_thinner", "    epochs: [0]"]
-    return "\n".join(lines) + "\n"
+    pruners = [FilterPrunerSpec("filter_pruner_" + f"{sparsity * 100:.6g}".replace(".", "_"), sparsity,
+                                groups[sparsity], (("round_to", round_to),) if round_to else ())
+               for sparsity in sorted(groups)]
+    return one_shot_filter_schedule(pruners, arch, dataset, header)
 
 
 def count_after(model: nn.Module, yaml_text: str) -> ModelSummary:

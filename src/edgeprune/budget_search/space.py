@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from edgeprune.analysis.suggest import FilterPrunerSpec, one_shot_filter_schedule
 from edgeprune.errors import ConfigError
 from edgeprune.models.naming import normalize_module_name
 from edgeprune.models.summary import input_shape_of, model_summary
@@ -234,26 +235,12 @@ def render_widths_schedule(space: SearchSpace, widths: Mapping[str, int], arch: 
     """A plain Distiller schedule that thins the model to ``widths``: one L1-ranked filter pruner per pruned
     unit (a coupled unit ranked as one, ``auto_group: true``), a ``FilterRemover``, all at epoch 0."""
     space.check(widths)
-    lines = [f"# {line}".rstrip() for line in header] + ["version: 1", "pruners:"]
-    policies = []
-    for unit in space.units:
-        keep = widths.get(unit.name, unit.width)
-        if keep == unit.width:
-            continue
-        sparsity = _sparsity_for(unit.width, unit.width - keep)
-        pruner = "width_" + unit.name.replace(".", "_")
-        lines += [f"  {pruner}:", "    class: L1RankedStructureParameterPruner", "    group_type: Filters",
-                  f"    desired_sparsity: {sparsity!r}"]
-        if len(unit.members) > 1:
-            lines.append("    auto_group: true")
-        lines += ["    weights:"] + [f"      - {m}.weight" for m in unit.members] + [""]
-        policies += ["  - pruner:", f"      instance_name: {pruner}", "    epochs: [0]", ""]
-    if not policies:
-        lines[-1] = "pruners: {}"
-    lines += ["extensions:", "  net_thinner:", "    class: FilterRemover", "    thinning_func_str: remove_filters",
-              f"    arch: '{arch}'", "", "policies:", *policies,
-              "  - extension:", "      instance_name: net_thinner", "    epochs: [0]"]
-    return "\n".join(lines) + "\n"
+    pruners = [FilterPrunerSpec("width_" + unit.name.replace(".", "_"),
+                                _sparsity_for(unit.width, unit.width - widths[unit.name]),
+                                [f"{m}.weight" for m in unit.members],
+                                (("auto_group", "true"),) if len(unit.members) > 1 else ())
+               for unit in space.units if widths.get(unit.name, unit.width) != unit.width]
+    return one_shot_filter_schedule(pruners, arch, None, header)
 
 
 def _sparsity_for(n: int, pruned: int) -> float:
