@@ -21,11 +21,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from edgeprune.budget_search.latency import LatencyTable, Target
+from edgeprune.budget_search.latency import LatencyTable
 from edgeprune.budget_search.predict import LatencyModel
 from edgeprune.budget_search.space import SearchSpace, Widths, build_space, render_widths_schedule, thinned
 from edgeprune.conversion.torch_onnx import export_proto
 from edgeprune.measurement.environment import environment
+from edgeprune.measurement.target import Target
 from edgeprune.models import create_model
 
 

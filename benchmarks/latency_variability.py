@@ -22,10 +22,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgeprune.budget_search.latency import LatencyTable, Target
+from edgeprune.budget_search.latency import LatencyTable
 from edgeprune.budget_search.space import build_space, render_widths_schedule, thinned
 from edgeprune.conversion.torch_onnx import export_proto
 from edgeprune.measurement.protocol import Protocol, time_round
+from edgeprune.measurement.target import Target
 from edgeprune.models import create_model
 from edgeprune.models.summary import model_summary
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from edgeprune.budget_search.greedy import greedy_widths, uniform_widths
 from edgeprune.budget_search.importance import estimated_loss, removal_order, taylor_importance, unit_costs
-from edgeprune.budget_search.latency import LatencyTable, Target
+from edgeprune.budget_search.latency import LatencyTable
 from edgeprune.budget_search.predict import LatencyModel
 from edgeprune.budget_search.space import build_space, render_widths_schedule
 from edgeprune.data import BatchLoader, evenly_spaced, load_dataset
@@ -29,6 +29,7 @@ from edgeprune.jobs.inputs import load_model_for_data, normalization_for
 from edgeprune.jobs.prune import prune_model
 from edgeprune.jobs.train import evaluate_model, train_model
 from edgeprune.measurement.environment import environment
+from edgeprune.measurement.target import Target
 from edgeprune.training.loop import TrainConfig
 
 HEDGES = [1.0 - 0.03 * i for i in range(12)]

@@ -43,6 +43,17 @@ def test_jobs_come_out_per_sweep_in_order_and_leave_when_acknowledged(queue_url:
     assert q.get("c1", ["a", "b"], 0.1) is None
 
 
+def test_a_reply_is_taken_once_and_only_by_its_key(queue_url: str) -> None:
+    q = get_queue(queue_url)
+    q.put_reply("k1", "first")
+    q.put_reply("k1", "again")  # a redelivered job answers again: the last answer stands
+    q.put_reply("k2", "other")
+    assert q.take_replies([]) == {}
+    assert q.take_replies(["k1", "k3"]) == {"k1": "again"}
+    assert q.take_replies(["k1"]) == {}
+    assert get_queue(queue_url).take_replies(["k2"]) == {"k2": "other"}  # another process's handle sees it
+
+
 class Clock:
     """Time that passes only when a test says so: the embedded queue reads it; on Redis, where the server keeps
     the time (a job's idle time), :meth:`advance` backdates every pending job's idle time by as much instead."""

@@ -7,24 +7,36 @@ machine's speed: reuse of the table, sums, widths, schedules, errors.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
+from rich.console import Console
 
+from edgeprune.agents.artifacts import get_artifact_store
+from edgeprune.agents.consumer import Consumer
+from edgeprune.agents.latency_jobs import LATENCY_JOBS, LatencyJobError, QueuedMeasurer
+from edgeprune.agents.queue import JobQueue, get_queue
 from edgeprune.budget_search.budget import Budget
-from edgeprune.budget_search.latency import LatencyTable, Target, export_kernel
+from edgeprune.budget_search.latency import PROBE, LatencyTable, export_kernel
 from edgeprune.budget_search.predict import LatencyModel, kernel_sum
 from edgeprune.budget_search.run import SearchSettings, search
 from edgeprune.budget_search.space import build_space, render_widths_schedule, thinned, width_grid
 from edgeprune.errors import ConfigError
 from edgeprune.measurement.protocol import Protocol
+from edgeprune.measurement.target import Target
 from edgeprune.models import create_model
 from edgeprune.models.checkpoint import load_checkpoint, model_from_checkpoint
 from edgeprune.models.widths import layer_widths
 from edgeprune.training.loop import TrainConfig
 
 from .conftest import run_cli
+
+pytest_plugins = ["tests.services"]
 
 QUICK = Target(protocol=Protocol(niter=20, warmup=2), rounds=2)
 
@@ -195,3 +207,77 @@ def test_cli_bad_budget_is_one_clear_error(tmp_path: Path) -> None:
     assert proc.returncode != 0 and "Traceback" not in said
     assert "--latency 'fast' is not a latency budget" in said and "0.6x" in said
     assert not (tmp_path / "s").exists()  # refused before anything was written
+
+
+@pytest.mark.redis
+def test_a_search_through_redis_with_a_separate_consumer_gives_the_embedded_result(
+        digits_model: str, tmp_path: Path, redis_url: str, redis_prefix: str) -> None:
+    """The consumer process measures every kernel and network; the fingerprint it reports is this machine's, so an
+    embedded search afterwards finds every latency in the same table, measures nothing, and decides the same."""
+    queue = f"{redis_url}?prefix={redis_prefix}"
+    log = (tmp_path / "consumer.log").open("wb")
+    consumer = subprocess.Popen(
+        [sys.executable, "-m", "edgeprune", "agent", "consumer", "--queue", queue, "--artifacts", queue,
+         "--storage", f"sqlite:///{tmp_path / 'study.db'}", "--work-dir", str(tmp_path / "consumer"),
+         "--name", "device-consumer"], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        settings = _settings("0.85x", tmp_path / "cache")
+        queued = search(digits_model, "digits", tmp_path / "queued",
+                        replace(settings, queue=queue, artifacts=queue))
+    finally:
+        consumer.terminate()
+        consumer.wait(timeout=30)
+    assert queued.measured_by == ["device-consumer"]
+    assert queued.table_measured_now > 0 and queued.networks_measured_now == len(queued.measured)
+    served = (tmp_path / "consumer.log").read_text()
+    assert served.count("latency job ") >= queued.table_measured_now + queued.networks_measured_now
+    # the files went through Redis and are gone from it; nothing was left in the queue
+    import redis
+
+    assert not list(redis.Redis.from_url(redis_url).scan_iter(match=f"{redis_prefix}:artifact:*"))
+
+    embedded = search(digits_model, "digits", tmp_path / "embedded", settings)
+    assert embedded.table_measured_now == 0 and embedded.networks_measured_now == 0
+    assert embedded.measured_by == ["this machine"]
+    assert embedded.budget_ms == queued.budget_ms
+    assert embedded.best.widths == queued.best.widths
+    assert embedded.best.top1_finetuned == queued.best.top1_finetuned
+    assert ((tmp_path / "embedded" / "best" / "schedule.yaml").read_text()
+            == (tmp_path / "queued" / "best" / "schedule.yaml").read_text())
+    # and the consumer's numbers are this machine's: the dense network measured here again is of the same order
+    here = QUICK.latency_ms(Path(queued.dense.checkpoint or "").parent / "model.onnx")
+    assert 0.33 < here / queued.dense.measured_ms < 3.0
+
+
+def _serve(queue: JobQueue, name: str, jobs: int, tmp_path: Path, **bench: object) -> threading.Thread:
+    """A consumer in a thread of this process, serving ``jobs`` jobs with ``bench`` as its machine's settings."""
+    consumer = Consumer(queue, f"sqlite:///{tmp_path / 'study.db'}", name=name, bench=dict(bench), max_deliveries=1,
+                        work_dir=tmp_path / name, console=Console(stderr=True, quiet=True))
+    thread = threading.Thread(target=consumer.run, kwargs={"max_jobs": jobs}, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_consumer_that_cannot_measure_stops_the_search_with_its_reason(tmp_path: Path) -> None:
+    queue = get_queue(f"sqlite:///{tmp_path / 'queue.db'}")
+    serving = _serve(queue, "consumer-a", 1, tmp_path, backend="tensorflow")  # not a backend this consumer has
+    measurer = QueuedMeasurer(QUICK, queue, get_artifact_store(tmp_path / "artifacts"))
+    with pytest.raises(LatencyJobError, match=r"Consumer consumer-a could not measure .*tensorflow"):
+        LatencyTable(QUICK, tmp_path / "cache", measurer=measurer)
+    serving.join(timeout=30)
+    assert [d.reason for d in queue.dead_letters(LATENCY_JOBS)][0].startswith("Unknown benchmark backend 'tensorflow'")
+    assert not list((tmp_path / "artifacts").rglob("*.onnx"))  # the probe was removed with the answer
+
+
+def test_latencies_from_another_device_are_refused_not_mixed_into_the_table(tmp_path: Path) -> None:
+    queue = get_queue(f"sqlite:///{tmp_path / 'queue.db'}")
+    measurer = QueuedMeasurer(QUICK, queue, get_artifact_store(tmp_path / "artifacts"))
+    _serve(queue, "one-thread", 1, tmp_path, threads=1)  # answers the fingerprint
+    table = LatencyTable(QUICK, tmp_path / "cache", measurer=measurer)
+    assert table.fingerprint["threads"] == 1
+    _serve(queue, "two-threads", 1, tmp_path, threads=2)  # a consumer measuring differently answers the kernel
+    with pytest.raises(ConfigError, match=r"measured by consumer two-threads on another device.*threads: 2 instead "
+                                          r"of 1") as err:
+        table.measure([PROBE])
+    assert "a queue of its own" in (err.value.hint or "")
+    assert PROBE not in table

@@ -30,7 +30,7 @@ _EXPORTS = {
     "sensitivity": ("edgeprune.jobs.sensitivity", "run_sensitivity"),
     "search": ("edgeprune.budget_search.run", "search"),
     "SearchSettings": ("edgeprune.budget_search.run", "SearchSettings"),
-    "Target": ("edgeprune.budget_search.latency", "Target"),
+    "Target": ("edgeprune.measurement.target", "Target"),
     "create_model": ("edgeprune.models", "create_model"),
     "list_models": ("edgeprune.models", "list_models"),
     "register_model": ("edgeprune.models", "register_model"),

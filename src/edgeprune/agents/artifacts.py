@@ -70,6 +70,10 @@ class ArtifactStore(abc.ABC):
     def discard(self, ref: ArtifactRef) -> None:
         """The artifact was measured: drop it if this store only holds it in transit."""
 
+    def delete(self, ref: ArtifactRef) -> None:
+        """Drop the artifact whatever the store: for files that are never results (a search's latency probes)."""
+        self.discard(ref)
+
     def fetch(self, ref: ArtifactRef, dest: Path) -> Path:
         """A copy of ``ref`` at ``dest``, verified against its size and SHA-256; nothing is left on a mismatch."""
         with atomic_path(dest) as tmp:
@@ -108,6 +112,9 @@ class DirectoryStore(ArtifactStore):
 
     def discard(self, ref: ArtifactRef) -> None:
         """Kept: the files in a directory store are the sweep's results."""
+
+    def delete(self, ref: ArtifactRef) -> None:
+        Path(unquote(urlsplit(ref.uri).path)).unlink(missing_ok=True)
 
 
 StoreFactory = Callable[..., ArtifactStore]

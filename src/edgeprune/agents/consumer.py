@@ -20,6 +20,10 @@ A failed attempt (the artifact fails verification, the benchmark raises) release
 after ``retry_delay_s``; after ``max_deliveries`` attempts — counting deliveries to consumers that died —
 the job is dead-lettered with the reason and its trial failed, so it never stays RUNNING.
 
+Besides its sweeps, every consumer serves the ``@latency`` namespace: single ONNX files a latency search
+(``edgeprune search --queue``) needs timed on this device, answered with a reply instead of a tell
+(:mod:`edgeprune.agents.latency_jobs`).
+
 Ctrl-C or SIGTERM hands the job being measured (or just claimed) back to the queue at once, and an interrupt
 that surfaces as another error — an extension module's import cut short — still counts as one, never as the
 job's failure (:func:`edgeprune.signals.interrupt_requested`).
@@ -30,6 +34,7 @@ from __future__ import annotations
 import socket
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
@@ -42,6 +47,7 @@ from rich.console import Console
 from edgeprune.agents.artifacts import ArtifactStore, StoreResolver, get_artifact_store
 from edgeprune.agents.baseline import measure_baseline, needs_latency
 from edgeprune.agents.janitor import janitor_pass
+from edgeprune.agents.latency_jobs import LATENCY_JOBS, LatencyJob, LatencyReply, answer
 from edgeprune.agents.messages import AgentJob
 from edgeprune.agents.queue import DEFAULT_DIR, Delivery, JobQueue, QueueUnavailableError, default_name, safe_name
 from edgeprune.agents.sweeps import SweepStudies
@@ -114,6 +120,7 @@ class Consumer:
         self._recovered: set[str] = set()
         self._producers_seen: set[str] = set()
         self._baseline_tried: set[str] = set()
+        self._fingerprints: dict[str, dict[str, Any]] = {}  # per latency target
         self.handed_back: list[Delivery] = []  # what an interrupt gave back to the queue (the CLI says so)
 
     # ------------------------------------------------------------------------------------------- main
@@ -136,15 +143,13 @@ class Consumer:
             raise_if_interrupted()
             try:
                 sweeps = self._served()
-                new = [s for s in sweeps if s not in self._recovered]
+                namespaces = [*sweeps, LATENCY_JOBS]
+                new = [s for s in namespaces if s not in self._recovered]
                 if new:  # jobs this consumer took before it restarted come back first (Redis: XREADGROUP ... 0)
                     backlog += self.queue.pending(self.name, new)
                     self._recovered.update(new)
                 self._janitor(sweeps)
-                if not sweeps:  # no sweep registered yet
-                    time.sleep(BLOCK_S)
-                    continue
-                delivery = self._next(backlog, sweeps)
+                delivery = self._next(backlog, namespaces)
                 if delivery is None:
                     if exit_when_done and self._finished(sweeps):
                         break
@@ -158,12 +163,12 @@ class Consumer:
                 wait = min(wait * 2, MAX_WAIT_S)
         return self.stats
 
-    def _next(self, backlog: list[Delivery], sweeps: list[str]) -> Delivery | None:
+    def _next(self, backlog: list[Delivery], namespaces: list[str]) -> Delivery | None:
         """The next job; one claimed as an interrupt arrives goes back at once, not after the visibility timeout."""
         delivery = None
         try:
             with interrupts_deferred():
-                delivery = backlog.pop(0) if backlog else self.queue.get(self.name, sweeps, BLOCK_S)
+                delivery = backlog.pop(0) if backlog else self.queue.get(self.name, namespaces, BLOCK_S)
         except KeyboardInterrupt:
             if delivery is not None:
                 self._give_back(delivery)
@@ -208,6 +213,8 @@ class Consumer:
     # -------------------------------------------------------------------------------------------- job
     def handle(self, delivery: Delivery) -> str:
         """Measure one delivery; returns the outcome: measured, duplicate, released or dead."""
+        if delivery.sweep == LATENCY_JOBS:
+            return self._latency(delivery)
         try:
             message = AgentJob.model_validate_json(delivery.body)
         except ValidationError as exc:
@@ -235,23 +242,68 @@ class Consumer:
         except KeyboardInterrupt:  # hand the job back at once instead of after the visibility timeout
             self._give_back(delivery)
         except Exception as exc:
-            if interrupt_requested():  # the interrupt surfaced as another error: not the job's failure
-                self._give_back(delivery)
-            if not isinstance(exc, EdgepruneError):
-                traceback.print_exc()
-            reason = exc.message if isinstance(exc, EdgepruneError) else f"{type(exc).__name__}: {exc}"
-            if isinstance(exc, UnreadableModelError):  # no retry on this runtime can read it
-                return self._dead(delivery, study, number, f"this consumer cannot read the artifact: {reason} "
-                                                           f"{exc.hint}")
-            if delivery.deliveries >= self.max_deliveries:
-                return self._dead(delivery, study, number, reason)
-            self.queue.release(delivery, reason, self.retry_delay_s)
-            self.console.print(f"{sweep}: trial {number} attempt {delivery.deliveries} failed, released for "
-                               f"another: {reason}", highlight=False)
-            return "released"
+            return self._failed(delivery, exc, lambda reason: self._dead(delivery, study, number, reason),
+                                f"{sweep}: trial {number}")
         self.queue.ack(delivery)
         self.stores(message.artifact).discard(message.artifact)
         return "measured" if told else "duplicate"
+
+    def _failed(self, delivery: Delivery, exc: Exception, dead: Callable[[str], str], what: str) -> str:
+        """A failed attempt: released for another try, or ``dead(reason)`` once the attempts are used up or when
+        no retry can help; an interrupt that surfaced as this error hands the job back instead."""
+        if interrupt_requested():  # the interrupt surfaced as another error: not the job's failure
+            self._give_back(delivery)
+        if not isinstance(exc, EdgepruneError):
+            traceback.print_exc()
+        reason = exc.message if isinstance(exc, EdgepruneError) else f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, UnreadableModelError):  # no retry on this runtime can read it
+            return dead(f"this consumer cannot read the artifact: {reason} {exc.hint}")
+        if delivery.deliveries >= self.max_deliveries:
+            return dead(reason)
+        self.queue.release(delivery, reason, self.retry_delay_s)
+        self.console.print(f"{what} attempt {delivery.deliveries} failed, released for another: {reason}",
+                           highlight=False)
+        return "released"
+
+    def _latency(self, delivery: Delivery) -> str:
+        """Measure a latency search's file and put the reply where the search waits for it, then acknowledge."""
+        try:
+            job = LatencyJob.model_validate_json(delivery.body)
+        except ValidationError as exc:
+            self.queue.dead_letter(delivery, f"not an edgeprune latency job: {exc.errors()[0]['msg']}")
+            return "dead"
+
+        def dead(reason: str) -> str:  # the search is told, so it stops with the reason instead of waiting
+            self.queue.put_reply(job.reply, LatencyReply(consumer=self.name, error=reason).model_dump_json())
+            self.queue.dead_letter(delivery, reason)
+            self.console.print(f"[red]latency job {job.label} from {job.requester} dead-lettered[/]: {reason}",
+                               highlight=False)
+            return "dead"
+
+        if delivery.deliveries > self.max_deliveries:
+            return dead(f"delivered {delivery.deliveries - 1} times without a result; last error: "
+                        f"{delivery.last_error or 'none (its consumers stopped)'}")
+        try:
+            with every(self.queue.visibility_timeout_s / 3, lambda: self.queue.extend(delivery),
+                       what="visibility extension", console=self.console):
+                self.wait_for_quiet()
+                local = self.work_dir / "measured" / safe_name(LATENCY_JOBS) / f"{safe_name(delivery.message_id)}.onnx"
+                path = self.stores(job.artifact).fetch(job.artifact, local)
+                try:
+                    reply = answer(job, path, self.name, self.bench, self._fingerprints)
+                finally:
+                    path.unlink(missing_ok=True)
+        except QueueUnavailableError:
+            raise
+        except KeyboardInterrupt:
+            self._give_back(delivery)
+        except Exception as exc:
+            return self._failed(delivery, exc, dead, f"latency job {job.label} from {job.requester}")
+        self.queue.put_reply(job.reply, reply.model_dump_json())
+        self.queue.ack(delivery)
+        shown = f"{reply.latency_ms:.4g} ms" if reply.latency_ms is not None else "fingerprint read"
+        self.console.print(f"latency job {job.label} from {job.requester}: {shown}", highlight=False)
+        return "measured"
 
     def _give_back(self, delivery: Delivery) -> NoReturn:
         self.queue.release(delivery, "its consumer was interrupted", 0.0)

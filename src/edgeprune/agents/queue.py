@@ -11,7 +11,9 @@ is the consumer's policy (:mod:`edgeprune.agents.consumer`), and what a job mean
 Each sweep has its own namespace (its own stream or rows), so several sweeps share one queue and one
 consumer serves them all. The queue also keeps two small registries the agents need: the sweeps
 registered by their producers (so a consumer or a second producer can join by name) and the
-producers' heartbeats (``edgeprune status`` shows who is alive).
+producers' heartbeats (``edgeprune status`` shows who is alive). Jobs that ask a question rather than
+finish a trial — a search's latency measurements (:mod:`edgeprune.agents.latency_jobs`) — get their
+answer back as a *reply* under a key the asker chose.
 
 ``get_queue(None | url | queue)`` normalises like Optuna's ``get_storage``: ``None`` is the embedded
 default, a URL picks the backend by its scheme, a queue object is used as it is.
@@ -163,6 +165,16 @@ class JobQueue(abc.ABC):
     @abc.abstractmethod
     def dead_letters(self, sweep: str) -> list[DeadLetter]:
         """The dead-lettered jobs of ``sweep``, oldest first."""
+
+    # --------------------------------------------------------------------------------------- replies
+    @abc.abstractmethod
+    def put_reply(self, key: str, body: str) -> None:
+        """Store the answer to a job under ``key`` for whoever asked (overwriting: a redelivered job answers
+        again). Replies nobody takes expire after a day where the backend can expire keys (Redis)."""
+
+    @abc.abstractmethod
+    def take_replies(self, keys: Sequence[str]) -> dict[str, str]:
+        """The replies stored under any of ``keys``, removed as they are returned."""
 
     # ---------------------------------------------------------------------------------------- sweeps
     @abc.abstractmethod

@@ -3,7 +3,8 @@
 ``redis://[:PASSWORD@]HOST:6379/DB[?prefix=NAME]`` (also ``rediss://``, ``unix://``). Keys, per sweep
 ``S`` under the prefix (default ``edgeprune``): ``PREFIX:sweep:S:jobs`` (the stream, group ``consumers``),
 ``...:dead`` (dead letters, a stream), ``...:errors`` (last error per job), ``...:inflight`` (who took a job
-when), ``...:producers`` (heartbeats); ``PREFIX:sweeps`` maps sweep names to their documents.
+when), ``...:producers`` (heartbeats); ``PREFIX:sweeps`` maps sweep names to their documents; ``PREFIX:reply:K``
+holds the reply to a job under the asker's key ``K`` (a day's TTL).
 
 Why these semantics:
 
@@ -47,6 +48,7 @@ from edgeprune.agents.redis_client import connect, split_options, translated
 from edgeprune.sweep.storage import redact
 
 GROUP = "consumers"
+REPLY_TTL_S = 86400
 READ_TIMEOUT_S = 60.0
 # Take over ARGV[3] for consumer ARGV[2] only if it is still that consumer's: XCLAIM with min-idle 0 would
 # otherwise steal back a job another consumer took over after this one stalled.
@@ -239,6 +241,21 @@ class RedisStreamsQueue(JobQueue):
             entries = self._redis.xrange(self._key(sweep, "dead"))
         return [DeadLetter(f["message_id"], f["body"], f["reason"], int(f["deliveries"]), float(f["at"]))
                 for _, f in entries]
+
+    # --------------------------------------------------------------------------------------- replies
+    def put_reply(self, key: str, body: str) -> None:
+        with translated(self.url):
+            self._redis.set(f"{self.prefix}:reply:{key}", body, ex=REPLY_TTL_S)
+
+    def take_replies(self, keys: Sequence[str]) -> dict[str, str]:
+        if not keys:
+            return {}
+        with translated(self.url):
+            pipe = self._redis.pipeline(transaction=True)
+            for key in keys:
+                pipe.getdel(f"{self.prefix}:reply:{key}")
+            bodies = pipe.execute()
+        return {key: body for key, body in zip(keys, bodies, strict=True) if body is not None}
 
     # ---------------------------------------------------------------------------------------- sweeps
     def register_sweep(self, name: str, document: str) -> None:

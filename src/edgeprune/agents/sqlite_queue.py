@@ -52,6 +52,7 @@ CREATE INDEX IF NOT EXISTS jobs_ready ON jobs (sweep, state, visible_at);
 CREATE TABLE IF NOT EXISTS sweeps (name TEXT PRIMARY KEY, document TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS producers (sweep TEXT NOT NULL, name TEXT NOT NULL, beat REAL NOT NULL,
                                       info TEXT NOT NULL, PRIMARY KEY (sweep, name));
+CREATE TABLE IF NOT EXISTS replies (key TEXT PRIMARY KEY, body TEXT NOT NULL, at REAL NOT NULL);
 """
 COLUMNS = "id, sweep, body, deliveries, error"
 
@@ -174,6 +175,20 @@ class EmbeddedQueue(JobQueue):
             rows = db.execute("SELECT id, body, error, deliveries, dead_at FROM jobs WHERE sweep = ? AND "
                               "state = 'dead' ORDER BY id", (sweep,)).fetchall()
         return [DeadLetter(str(i), b, e, d, t) for i, b, e, d, t in rows]
+
+    # --------------------------------------------------------------------------------------- replies
+    def put_reply(self, key: str, body: str) -> None:
+        with self._db() as db:
+            db.execute("INSERT OR REPLACE INTO replies (key, body, at) VALUES (?, ?, ?)", (key, body, self.clock()))
+
+    def take_replies(self, keys: Sequence[str]) -> dict[str, str]:
+        if not keys:
+            return {}
+        marks = ",".join("?" * len(keys))
+        with self._transaction() as db:
+            rows = db.execute(f"SELECT key, body FROM replies WHERE key IN ({marks})", tuple(keys)).fetchall()
+            db.execute(f"DELETE FROM replies WHERE key IN ({marks})", tuple(keys))
+        return dict(rows)
 
     # ---------------------------------------------------------------------------------------- sweeps
     def register_sweep(self, name: str, document: str) -> None:

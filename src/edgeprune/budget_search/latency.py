@@ -1,4 +1,5 @@
-"""Per-kernel latency tables of a target device, measured once and cached per device fingerprint.
+"""Latency tables of a target device — per kernel, and per whole network — measured once and cached per device
+fingerprint.
 
 A kernel is one conv (with its BatchNorm and ReLU, which OpenVINO and ONNX Runtime fuse into it) or Linear
 layer at given input and output widths (:class:`~edgeprune.budget_search.space.Kernel`). Each is exported on its
@@ -7,8 +8,13 @@ settles, the median of the last round), exactly as NetAdapt's and HALP's lookup 
 
 The table file is keyed by everything a latency depends on — backend, device name, precision actually used,
 threads, batch, the runtime's version, the CPU model — so a second search on the same device measures only
-kernels it has not seen, and a table is never read for another device. Each measured entry is written at once
-(atomically), so an interrupted build resumes where it stopped.
+kernels it has not seen, and a table is never read for another device. Whole networks are kept beside the
+kernels, keyed by a digest of their ONNX graph (the layers and weights, not the metadata edgeprune writes with the
+export time and paths): the same network on the same device is measured once, whichever search asks. Each measured entry is written at once (atomically), so an interrupted build resumes where it stopped.
+
+Who measures is a :class:`Measurer`: the :class:`~edgeprune.measurement.target.Target` itself on this machine, or
+:class:`~edgeprune.agents.latency_jobs.QueuedMeasurer`, which sends the files to a consumer next to the device
+through the agents' queue. The fingerprint comes from whoever measures, so a remote device's table is its own.
 """
 
 from __future__ import annotations
@@ -17,11 +23,11 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+import onnx
 import torch
 from torch import nn
 
@@ -29,63 +35,43 @@ from edgeprune.budget_search.space import Kernel
 from edgeprune.conversion.torch_onnx import export_proto
 from edgeprune.errors import ConfigError
 from edgeprune.fileio import write_json
-from edgeprune.measurement.environment import environment
-from edgeprune.measurement.protocol import Protocol, time_round
-from edgeprune.runtime.backends import RunSettings, open_runner
+from edgeprune.measurement.target import Target
 
 TABLE_VERSION = 1
-KERNEL_PROTOCOL = Protocol(niter=100, warmup=10)  # per round; see Target.latency_ms
+PROBE = Kernel("conv", 8, 8, (3, 3), (1, 1), (1, 1), (8, 8))  # what a fingerprint is read with
+
+
+class Measurer(Protocol):
+    """Measures ONNX files on one target: a :class:`Target` here, or a queue to a consumer at the device."""
+
+    def fingerprint(self, probe: str | Path) -> dict[str, Any]: ...
+
+    def latency_ms(self, onnx_path: str | Path) -> float: ...
+
+    def latencies(self, paths: Sequence[Path], done: Callable[[int, float], None]) -> None: ...
+
+
+class LocalMeasurer:
+    """A :class:`Target` on this machine, one file after another."""
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+
+    def fingerprint(self, probe: str | Path) -> dict[str, Any]:
+        return self.target.fingerprint(probe)
+
+    def latency_ms(self, onnx_path: str | Path) -> float:
+        return self.target.latency_ms(onnx_path)
+
+    def latencies(self, paths: Sequence[Path], done: Callable[[int, float], None]) -> None:
+        for i, path in enumerate(paths):
+            done(i, self.target.latency_ms(path))
 
 
 def default_cache_dir() -> Path:
     """``$EDGEPRUNE_CACHE/latency`` or ``~/.cache/edgeprune/latency``."""
     root = os.environ.get("EDGEPRUNE_CACHE") or Path.home() / ".cache" / "edgeprune"
     return Path(root) / "latency"
-
-
-@dataclass(frozen=True)
-class Target:
-    """Where latencies are measured: what ``edgeprune bench --backend --device --batch --threads`` takes."""
-
-    backend: str = "openvino"
-    device: str = "CPU"
-    batch: int = 1
-    threads: int = 1
-    precision: str = "f32"
-    protocol: Protocol = KERNEL_PROTOCOL
-    rounds: int = 5
-
-    def runner(self, path: str | Path) -> Any:
-        return open_runner(self.backend, str(path), RunSettings(device=self.device, threads=self.threads,
-                                                                 precision=self.precision, hint="latency"))
-
-    def latency_ms(self, onnx_path: str | Path) -> float:
-        """Latency of one ONNX file on this target: pure inference on a bound random input, ``protocol.warmup``
-        calls, then ``rounds`` rounds of ``protocol.niter`` timed calls; the lowest round median.
-
-        Why the lowest median and not bench's last round: a table and its calibration are hundreds of short
-        measurements, and on a machine shared with other work a round that another process disturbs is slower,
-        never faster — measured here, one dense ResNet-20 in eight came out 3x slow with a single round.
-        """
-        runner = self.runner(onnx_path)
-        shape = tuple(int(d) if d else self.batch for d in runner.input_shape)
-        x = torch.randn(shape, generator=torch.Generator().manual_seed(0)).numpy()
-        call = runner.bind(x)
-        for _ in range(self.protocol.warmup):
-            call()
-        return min(float(time_round(lambda i: call(), self.protocol).median_ms) for _ in range(self.rounds))
-
-    def fingerprint(self) -> dict[str, Any]:
-        """Everything a measured latency depends on, read from the runtime itself (a one-conv probe)."""
-        with tempfile.TemporaryDirectory() as tmp:
-            path = export_kernel(Kernel("conv", 8, 8, (3, 3), (1, 1), (1, 1), (8, 8)), Path(tmp), self.batch)
-            runner = self.runner(path)
-        env = environment()
-        runtime = {"openvino": "openvino", "onnxruntime": "onnxruntime"}.get(self.backend, "torch")
-        return {"backend": runner.backend, "device": self.device, "device_name": runner.device_name,
-                "precision": runner.precision_used, "threads": self.threads, "batch": self.batch,
-                "runtime_version": env["versions"].get(runtime), "cpu_model": env["cpu_model"],
-                "protocol": {**asdict(self.protocol), "rounds": self.rounds}}
 
 
 def kernel_module(kernel: Kernel) -> nn.Module:
@@ -111,19 +97,36 @@ def export_kernel(kernel: Kernel, directory: Path, batch: int) -> Path:
     return path
 
 
-class LatencyTable:
-    """Kernel latencies (ms) of one target, backed by ``<cache>/<fingerprint hash>.json``."""
+def graph_digest(onnx_path: str | Path) -> str:
+    """SHA-256 of what an ONNX file computes — its graph with the weights, and its opsets — leaving out the model's
+    metadata (export time, checkpoint paths), which differ between two exports of the same network."""
+    model = onnx.load(str(onnx_path))
+    digest = hashlib.sha256(model.graph.SerializeToString())
+    for opset in model.opset_import:
+        digest.update(f"{opset.domain}:{opset.version};".encode())
+    return digest.hexdigest()
 
-    def __init__(self, target: Target, cache_dir: str | Path | None = None,
+
+class LatencyTable:
+    """Kernel and network latencies (ms) of one target, backed by ``<cache>/<fingerprint hash>.json``."""
+
+    def __init__(self, target: Target, cache_dir: str | Path | None = None, *, measurer: Measurer | None = None,
                  fingerprint: dict[str, Any] | None = None) -> None:
         self.target = target
-        self.fingerprint = fingerprint or target.fingerprint()
+        self.measurer: Measurer = measurer or LocalMeasurer(target)
+        self.fingerprint = fingerprint or self._probe()
         digest = hashlib.sha256(json.dumps(self.fingerprint, sort_keys=True).encode()).hexdigest()[:16]
         self.path = Path(cache_dir or default_cache_dir()) / f"{digest}.json"
         self.entries: dict[str, float] = {}
+        self.networks: dict[str, float] = {}  # graph_digest of a whole network's ONNX file -> ms
         self.measured_now = 0
+        self.networks_measured_now = 0
         if self.path.exists():
             self._read()
+
+    def _probe(self) -> dict[str, Any]:
+        with tempfile.TemporaryDirectory() as tmp:
+            return self.measurer.fingerprint(export_kernel(PROBE, Path(tmp), self.target.batch))
 
     def _read(self) -> None:
         try:
@@ -131,12 +134,14 @@ class LatencyTable:
             if data.get("version") != TABLE_VERSION or data.get("fingerprint") != self.fingerprint:
                 raise ValueError("another table version or device")
             self.entries = {str(k): float(v) for k, v in data["entries"].items()}
+            self.networks = {str(k): float(v) for k, v in data.get("networks", {}).items()}
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ConfigError(f"The latency table {self.path} cannot be read: {exc}.",
                               hint="Delete it (it is a cache) and the kernels are measured again.") from None
 
     def _write(self) -> None:
-        write_json(self.path, {"version": TABLE_VERSION, "fingerprint": self.fingerprint, "entries": self.entries})
+        write_json(self.path, {"version": TABLE_VERSION, "fingerprint": self.fingerprint, "entries": self.entries,
+                               "networks": self.networks})
 
     def __contains__(self, kernel: Kernel) -> bool:
         return kernel.key in self.entries
@@ -152,15 +157,30 @@ class LatencyTable:
         return list(seen.values())
 
     def measure(self, kernels: Iterable[Kernel], progress: Callable[[int, int], None] | None = None) -> int:
-        """Measure the kernels not in the table yet (each saved as soon as it is measured); returns how many."""
+        """Measure the kernels not in the table yet (each saved as soon as its latency arrives); returns how many."""
         todo = self.missing(kernels)
         with tempfile.TemporaryDirectory() as tmp:
-            for i, kernel in enumerate(todo):
-                path = export_kernel(kernel, Path(tmp), self.target.batch)
-                self.entries[kernel.key] = round(self.target.latency_ms(path), 6)
-                path.unlink()
+            paths = [export_kernel(kernel, Path(tmp), self.target.batch) for kernel in todo]
+
+            count = 0
+
+            def done(i: int, ms: float) -> None:
+                nonlocal count
+                self.entries[todo[i].key] = round(ms, 6)
                 self._write()
                 self.measured_now += 1
+                count += 1
                 if progress is not None:
-                    progress(i + 1, len(todo))
+                    progress(count, len(todo))
+
+            self.measurer.latencies(paths, done)
         return len(todo)
+
+    def network_ms(self, onnx_path: str | Path) -> float:
+        """A whole network's latency: from the table when the same graph was measured on this device before."""
+        digest = graph_digest(onnx_path)
+        if digest not in self.networks:
+            self.networks[digest] = round(self.measurer.latency_ms(onnx_path), 6)
+            self.networks_measured_now += 1
+            self._write()
+        return self.networks[digest]

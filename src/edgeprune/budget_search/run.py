@@ -3,7 +3,9 @@
 The steps, each recorded in ``OUT/search.json`` so that an interrupted search resumes where it stopped:
 
 1. **Table** — every kernel any width configuration can have is timed on the target once
-   (:mod:`edgeprune.budget_search.latency`, cached per device fingerprint: a second search measures nothing).
+   (:mod:`edgeprune.budget_search.latency`, cached per device fingerprint, whole networks too: a second search
+   measures nothing it measured before). With ``queue`` set, every file is timed by a consumer at the device
+   (:mod:`edgeprune.agents.latency_jobs`) instead of on this machine.
 2. **Dense and calibration** — the dense network, the narrowest one and a few random configurations are
    measured whole; the latency model is fitted on them (:mod:`edgeprune.budget_search.predict`). A budget below the
    narrowest network's measured latency is refused with that latency.
@@ -35,10 +37,13 @@ from typing import Any
 
 from rich.console import Console
 
+from edgeprune.agents.artifacts import get_artifact_store
+from edgeprune.agents.latency_jobs import QueuedMeasurer
+from edgeprune.agents.queue import get_queue
 from edgeprune.budget_search.budget import Budget
 from edgeprune.budget_search.greedy import greedy_widths, uniform_widths
 from edgeprune.budget_search.importance import estimated_loss, removal_order, taylor_importance, unit_costs
-from edgeprune.budget_search.latency import LatencyTable, Target
+from edgeprune.budget_search.latency import LatencyTable, LocalMeasurer, Measurer
 from edgeprune.budget_search.predict import LatencyModel
 from edgeprune.budget_search.report import write_report
 from edgeprune.budget_search.space import SearchSpace, Widths, build_space, render_widths_schedule
@@ -50,6 +55,7 @@ from edgeprune.jobs.export import export_model
 from edgeprune.jobs.inputs import load_model_for_data, normalization_for
 from edgeprune.jobs.prune import prune_model
 from edgeprune.jobs.train import evaluate_model, train_model
+from edgeprune.measurement.target import Target
 from edgeprune.training.loop import TrainConfig
 from edgeprune.training.seeding import seed_everything
 
@@ -75,6 +81,8 @@ class SearchSettings:
     eval_limit: int | None = None  # test images for the accuracies (None: the whole split)
     cache_dir: str | None = None
     seed: int = 0
+    queue: str | None = None  # measure through this agents' queue (a consumer at the device) instead of here
+    artifacts: str | None = None  # the artifact store the queue's consumers fetch from (default: a directory)
 
 
 @dataclass
@@ -102,14 +110,18 @@ class SearchResult:
     measured: list[Measured]
     table_kernels: int
     table_measured_now: int
+    networks_measured_now: int
     dense_top1: float
+    measured_by: list[str]
 
     def to_dict(self) -> dict[str, Any]:
         """What ``edgeprune search --json`` prints."""
         best = self.out_dir / "best"
         return {"budget_ms": self.budget_ms, "dense": asdict(self.dense), "dense_top1": self.dense_top1,
                 "best": asdict(self.best), "measured": [asdict(m) for m in self.measured],
-                "table": {"kernels": self.table_kernels, "measured_now": self.table_measured_now},
+                "table": {"kernels": self.table_kernels, "measured_now": self.table_measured_now,
+                          "networks_measured_now": self.networks_measured_now},
+                "measured_by": self.measured_by,
                 "files": {"schedule": str(best / "schedule.yaml"), "model": str(best / "model.pth"),
                           "onnx": str(best / "model.onnx"), "report": str(self.out_dir / "report.html")}}
 
@@ -159,7 +171,8 @@ def search(model_spec: str, data: str, out_dir: str | Path, settings: SearchSett
                                       "seed": settings.seed})
 
     # 1. the table
-    table = LatencyTable(settings.target, settings.cache_dir)
+    measurer = _measurer(settings, console)
+    table = LatencyTable(settings.target, settings.cache_dir, measurer=measurer)
     kernels = space.all_kernels()
     todo = len(table.missing(kernels))
     console.print(f"latency table {table.path}: {len(kernels) - todo} of {len(kernels)} kernels known, "
@@ -167,7 +180,7 @@ def search(model_spec: str, data: str, out_dir: str | Path, settings: SearchSett
     _with_progress(console, "measuring kernels", todo, lambda tick: table.measure(kernels, tick))
 
     # 2. dense, narrowest, calibration
-    networks = _Networks(model_spec, data, loaded.arch, space, settings, out, state, console)
+    networks = _Networks(model_spec, data, loaded.arch, space, settings, table, out, state, console)
     dense = networks.measure(space.dense, "dense")
     budget_ms = budget.ms(dense.measured_ms)
     narrowest = networks.measure(space.narrowest, "narrowest")
@@ -223,10 +236,12 @@ def search(model_spec: str, data: str, out_dir: str | Path, settings: SearchSett
         networks.finetune(m)
     best = max(ranked, key=lambda m: m.top1_finetuned or 0.0)
     networks.publish(best, out / "best")
-    result = SearchResult(out, budget_ms, dense, best, state.measured, len(kernels), table.measured_now, dense_top1)
+    measured_by = sorted(measurer.measured_by) if isinstance(measurer, QueuedMeasurer) else ["this machine"]
+    result = SearchResult(out, budget_ms, dense, best, state.measured, len(kernels), table.measured_now,
+                          table.networks_measured_now, dense_top1, measured_by)
     state.extra.update({"budget_ms": budget_ms, "dense_top1": dense_top1, "best": asdict(best),
                         "latency_model": {"scale": latency.scale, "offset": latency.offset},
-                        "table": str(table.path), "fingerprint": table.fingerprint})
+                        "table": str(table.path), "fingerprint": table.fingerprint, "measured_by": measured_by})
     state.save()
     write_report(result, space, table.fingerprint, out / "report.html")
     return result
@@ -236,8 +251,9 @@ class _Networks:
     """Prune, thin, export and measure whole networks; fine-tune and evaluate them. Everything goes to disk."""
 
     def __init__(self, model_spec: str, data: str, arch: str, space: SearchSpace, settings: SearchSettings,
-                 out: Path, state: _State, console: Console) -> None:
+                 table: LatencyTable, out: Path, state: _State, console: Console) -> None:
         self.model_spec, self.data, self.arch, self.space, self.settings = model_spec, data, arch, space, settings
+        self.table = table
         self.out, self.state, self.console = out, state, console
         self.seen: list[Measured] = []  # measured (or replayed) by this run, in order: a resume decides the same
 
@@ -265,7 +281,7 @@ class _Networks:
                              seed=self.settings.seed)
         onnx = directory / "model.onnx"
         export_model(str(pruned.out), onnx, exporter="torchscript", batch=self.settings.target.batch)
-        ms = self.settings.target.latency_ms(onnx)
+        ms = self.table.network_ms(onnx)
         m = Measured(dict(widths), kind, ms, predicted, loss, hedge, pruned.after.macs, str(pruned.out))
         self.state.measured.append(m)
         self.seen.append(m)
@@ -304,6 +320,13 @@ class _Networks:
         ir = best if self.settings.target.backend == "openvino" else None
         export_model(str(best / "model.pth"), best / "model.onnx", exporter="torchscript",
                      batch=self.settings.target.batch, openvino_dir=ir)
+
+
+def _measurer(settings: SearchSettings, console: Console) -> Measurer:
+    if settings.queue is None:
+        return LocalMeasurer(settings.target)
+    return QueuedMeasurer(settings.target, get_queue(settings.queue), get_artifact_store(settings.artifacts),
+                          console=console)
 
 
 def _with_progress(console: Console, what: str, total: int, run: Callable[[Callable[[int, int], None]], Any]) -> None:

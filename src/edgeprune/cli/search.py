@@ -8,7 +8,18 @@ from typing import Annotated
 
 import typer
 
-from edgeprune.cli.app import DataOpt, KdDistillWtOpt, KdStartOpt, KdStudentWtOpt, KdTempOpt, ModelArg, app, err, out
+from edgeprune.cli.app import (
+    ArtifactsOpt,
+    DataOpt,
+    KdDistillWtOpt,
+    KdStartOpt,
+    KdStudentWtOpt,
+    KdTempOpt,
+    ModelArg,
+    app,
+    err,
+    out,
+)
 from edgeprune.distillation import distill_config
 
 
@@ -45,12 +56,16 @@ def search(
     kd_distill_wt: KdDistillWtOpt = None,
     kd_student_wt: KdStudentWtOpt = None,
     kd_start_epoch: KdStartOpt = None,
+    queue: Annotated[str | None, typer.Option(
+        help="Measure through this agents' queue (redis://HOST:6379/0 or sqlite:///PATH): a consumer at the device "
+             "(edgeprune agent consumer --queue URL) times every file [default: measured on this machine].")] = None,
+    artifacts: ArtifactsOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")] = False,
 ) -> None:
     """Find the most accurate pruned MODEL whose latency, measured on the target, meets --latency."""
-    from edgeprune.budget_search.latency import Target
     from edgeprune.budget_search.run import SearchSettings
     from edgeprune.budget_search.run import search as run_search
+    from edgeprune.measurement.target import Target
     from edgeprune.training.loop import TrainConfig
 
     distill = distill_config(teacher, switch="--teacher", temperature=kd_temp, distill_wt=kd_distill_wt,
@@ -60,7 +75,7 @@ def search(
         latency=latency, target=target, steps=width_steps, align=align, min_fraction=min_fraction,
         calibration=calibration, candidates=candidates, finetune=finetune, eval_limit=eval_limit,
         train=TrainConfig(epochs=retrain_epochs, lr=lr, batch_size=batch_size, seed=seed, progress=False),
-        distill=distill, cache_dir=str(cache) if cache else None, seed=seed)
+        distill=distill, cache_dir=str(cache) if cache else None, seed=seed, queue=queue, artifacts=artifacts)
     result = run_search(model, data, output, settings, console=err)
     if as_json:
         print(json.dumps(result.to_dict()))

@@ -15,7 +15,6 @@ from typing import Any
 
 from rich.console import Console
 
-from edgeprune.budget_search.latency import Target
 from edgeprune.budget_search.run import SearchSettings, search
 from edgeprune.demo.analysis import analyse, suggest
 from edgeprune.demo.baseline import Baseline, check_inputs, is_checkpoint, prepare_baseline
@@ -24,6 +23,7 @@ from edgeprune.demo.settings import DemoSettings
 from edgeprune.demo.summary import DemoResult, summarise
 from edgeprune.demo.sweep import run_sweep, write_sweep_files
 from edgeprune.fileio import write_json
+from edgeprune.measurement.target import Target
 from edgeprune.training.loop import TrainConfig
 
 PHASES = ("baseline", "sensitivity", "suggestion", "sweep", "report", "search")  # search only with --search
