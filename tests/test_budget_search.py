@@ -21,6 +21,7 @@ from edgeprune.agents.artifacts import get_artifact_store
 from edgeprune.agents.consumer import Consumer
 from edgeprune.agents.latency_jobs import LATENCY_JOBS, LatencyJobError, QueuedMeasurer
 from edgeprune.agents.queue import JobQueue, get_queue
+from edgeprune.agents.status import latency_notes
 from edgeprune.budget_search.budget import Budget
 from edgeprune.budget_search.latency import PROBE, LatencyTable, export_kernel
 from edgeprune.budget_search.predict import LatencyModel, kernel_sum
@@ -265,7 +266,11 @@ def test_a_consumer_that_cannot_measure_stops_the_search_with_its_reason(tmp_pat
     with pytest.raises(LatencyJobError, match=r"Consumer consumer-a could not measure .*tensorflow"):
         LatencyTable(QUICK, tmp_path / "cache", measurer=measurer)
     serving.join(timeout=30)
-    assert [d.reason for d in queue.dead_letters(LATENCY_JOBS)][0].startswith("Unknown benchmark backend 'tensorflow'")
+    reasons = [d.reason for d in queue.dead_letters(LATENCY_JOBS)]
+    assert len(reasons) == 1 and reasons[0].startswith("Unknown benchmark backend 'tensorflow'")
+    notes = latency_notes(queue)  # what `edgeprune status --queue` shows below the sweeps
+    assert "0 file(s) waiting, 0 being measured, 1 dead-lettered" in notes[0]
+    assert "dead-lettered: Unknown benchmark backend" in notes[-1] and ".onnx from " in notes[-1]
     assert not list((tmp_path / "artifacts").rglob("*.onnx"))  # the probe was removed with the answer
 
 

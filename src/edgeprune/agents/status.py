@@ -4,6 +4,7 @@ Per sweep: trials being produced (by which producer, since when), jobs queued, j
 consumer, since when, which delivery), trials done, failed, retried (failed by the janitor and queued
 again), dead-lettered jobs with their reasons, and each producer's last heartbeat: alive only while that
 is within the producer's lease (a few missed beats), so a killed producer shows as gone within seconds.
+Below the sweeps, the files latency searches (``edgeprune search --queue``) have waiting or being measured.
 Read-only; works from any machine that reaches the queue and the storage.
 """
 
@@ -15,6 +16,7 @@ from typing import Any
 
 from rich.table import Table
 
+from edgeprune.agents.latency_jobs import LATENCY_JOBS
 from edgeprune.agents.messages import QUEUED_ATTR
 from edgeprune.agents.queue import JobQueue
 from edgeprune.sweep.storage import open_storage
@@ -65,6 +67,29 @@ def agents_status(queue: JobQueue, storage_url: str, now: float | None = None) -
     return rows
 
 
+def latency_notes(queue: JobQueue, now: float | None = None) -> list[str]:
+    """What the queue holds for latency searches: files waiting, being measured (where, since when), given up."""
+    now = time.time() if now is None else now
+    counts = queue.counts(LATENCY_JOBS)
+    if not (counts.queued or counts.in_flight or counts.dead):
+        return []
+    notes = [f"latency searches: {counts.queued} file(s) waiting, {len(counts.in_flight)} being measured, "
+             f"{counts.dead} dead-lettered"]
+    notes += [f"latency searches: {_label(f.body)} measuring on {f.consumer} since {_ago(f.since, now)}"
+              for f in counts.in_flight]
+    notes += [f"latency searches: {_label(d.body)} dead-lettered: {d.reason}"
+              for d in queue.dead_letters(LATENCY_JOBS)[-3:]]
+    return notes
+
+
+def _label(body: str) -> str:
+    try:
+        job = json.loads(body)
+        return f"{job['label']} from {job['requester']}"
+    except (ValueError, KeyError, TypeError):
+        return "an unreadable job"
+
+
 def _ago(since: float | None, now: float) -> str:
     return "?" if since is None else f"{now - since:.0f} s ago"
 
@@ -78,7 +103,7 @@ def _liveness(producer: dict[str, Any]) -> str:
     return f"alive ({doing}): last heartbeat {age:.0f} s ago, lease {lease:.0f} s"
 
 
-def status_table(rows: list[dict[str, Any]], queue_url: str) -> Table:
+def status_table(rows: list[dict[str, Any]], queue_url: str, extra: list[str] | None = None) -> Table:
     now = time.time()
     table = Table(title=f"Sweeps in {queue_url}", title_justify="left")
     for col in ("Sweep", "Producing", "Queued", "In flight", "Done", "Failed", "Retried", "Dead-lettered",
@@ -98,6 +123,7 @@ def status_table(rows: list[dict[str, Any]], queue_url: str) -> Table:
     if not rows:
         table.add_row("—", *([""] * 8))
         notes.append("no sweep registered yet: start a producer with a sweep file")
+    notes += extra or []
     table.caption = "\n".join(notes) or None
     table.caption_justify = "left"
     return table

@@ -3,14 +3,15 @@ fingerprint.
 
 A kernel is one conv (with its BatchNorm and ReLU, which OpenVINO and ONNX Runtime fuse into it) or Linear
 layer at given input and output widths (:class:`~edgeprune.budget_search.space.Kernel`). Each is exported on its
-own to ONNX and timed on the target with ``edgeprune bench``'s protocol (warm-up, rounds until the CV
-settles, the median of the last round), exactly as NetAdapt's and HALP's lookup tables are built.
+own to ONNX and timed on the target (warm-up, then the lowest median of a few timed rounds:
+:meth:`~edgeprune.measurement.target.Target.latency_ms`), as NetAdapt's and HALP's lookup tables are built.
 
 The table file is keyed by everything a latency depends on — backend, device name, precision actually used,
 threads, batch, the runtime's version, the CPU model — so a second search on the same device measures only
 kernels it has not seen, and a table is never read for another device. Whole networks are kept beside the
 kernels, keyed by a digest of their ONNX graph (the layers and weights, not the metadata edgeprune writes with the
-export time and paths): the same network on the same device is measured once, whichever search asks. Each measured entry is written at once (atomically), so an interrupted build resumes where it stopped.
+export time and paths): the same network on the same device is measured once, whichever search asks. Each
+measured entry is written at once (atomically), so an interrupted build resumes where it stopped.
 
 Who measures is a :class:`Measurer`: the :class:`~edgeprune.measurement.target.Target` itself on this machine, or
 :class:`~edgeprune.agents.latency_jobs.QueuedMeasurer`, which sends the files to a consumer next to the device

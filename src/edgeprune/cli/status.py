@@ -43,11 +43,11 @@ def status_cmd(
         print_study_status(target, study, as_json)
         return
     from edgeprune.agents.queue import get_queue
-    from edgeprune.agents.status import agents_status, status_table
+    from edgeprune.agents.status import agents_status, latency_notes, status_table
 
     q = get_queue(queue)
     rows = agents_status(q, agent_storage(storage))
     if as_json:
         print(json.dumps(rows))
         return
-    out.print(status_table(rows, q.url))
+    out.print(status_table(rows, q.url, latency_notes(q)))
