@@ -1,23 +1,33 @@
-"""Greedy widths (``edgeprune search``) against uniform widths at the same measured latency budget.
+"""Greedy widths (``edgeprune search``) against uniform widths and a MAC-targeted suggestion, at the same
+measured latency budget.
 
-For each budget (a fraction of the dense model's measured latency): the greedy search's widths and the uniform
-widths (every unit at the same fraction) are chosen on the same latency model, each tightened until its network
-*measures* under the budget, then both are measured again interleaved (so a slow phase of the machine hits
-both), evaluated on the test set right after pruning, and — with ``--finetune-epochs N`` — after N epochs of
-the same fine-tuning recipe.
+For each budget (a fraction of the dense model's measured latency), three networks, each tightened until it
+*measures* under the budget:
+
+* **greedy** — ``edgeprune search``'s widths, chosen on the fitted latency model;
+* **uniform** — every unit at the same fraction of its width (L1 filter pruning), on the same model;
+* **suggested** (with ``--sensitivity CSV``) — ``edgeprune schedule suggest --target-macs M`` from a filter
+  sensitivity analysis, at the largest M (in steps of 0.02 from the budget's fraction down) whose network
+  measures under the budget: what a user without a latency search would do.
+
+Then all are measured again interleaved (so a slow phase of the machine hits every one), evaluated on the test
+set right after pruning, and — with ``--finetune-epochs N`` — after N epochs of the same fine-tuning recipe.
 
     python benchmarks/search_methods.py --model ../shared/models/resnet20_cifar10_jpeg.pth \\
-        --data ../shared/data/cifar10-jpeg.tar.gz [--budgets 0.75 0.6] [--finetune-epochs 0] [--json out.json]
+        --data ../shared/data/cifar10-jpeg.tar.gz [--sensitivity runs/…/sensitivity.csv] [--budgets 0.75 0.6] \\
+        [--finetune-epochs 0] [--json out.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import random
 import tempfile
 from pathlib import Path
 
+from edgeprune.analysis.suggest import suggest_schedule
 from edgeprune.budget_search.greedy import greedy_widths, uniform_widths
 from edgeprune.budget_search.importance import estimated_loss, removal_order, taylor_importance, unit_costs
 from edgeprune.budget_search.latency import LatencyTable
@@ -33,6 +43,7 @@ from edgeprune.measurement.target import Target
 from edgeprune.training.loop import TrainConfig
 
 HEDGES = [1.0 - 0.03 * i for i in range(12)]
+MAC_STEP = 0.02
 
 
 def main() -> None:
@@ -44,6 +55,7 @@ def main() -> None:
     p.add_argument("--eval-limit", type=int, default=None)
     p.add_argument("--calibration", type=int, default=6)
     p.add_argument("--cache", default=None)
+    p.add_argument("--sensitivity", type=Path, default=None, help="a filter sensitivity CSV: adds `suggested`")
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args()
     target = Target()
@@ -57,11 +69,14 @@ def main() -> None:
     cache: dict[str, dict] = {}
 
     def network(widths: dict[str, int]) -> dict:
-        tag = "-".join(str(widths[u.name]) for u in space.units)
+        return pruned_network("-".join(str(widths[u.name]) for u in space.units),
+                              render_widths_schedule(space, widths, loaded.arch))
+
+    def pruned_network(tag: str, schedule: str) -> dict:
         if tag not in cache:
             d = work / tag
             d.mkdir(parents=True, exist_ok=True)
-            (d / "schedule.yaml").write_text(render_widths_schedule(space, widths, loaded.arch))
+            (d / "schedule.yaml").write_text(schedule)
             pruned = prune_model(args.model, d / "schedule.yaml", d / "pruned.pth", data=args.data)
             export_model(str(pruned.out), d / "model.onnx", exporter="torchscript")
             cache[tag] = {"dir": d, "ckpt": str(pruned.out), "macs": pruned.after.macs,
@@ -82,6 +97,8 @@ def main() -> None:
     rows = []
     for fraction in args.budgets:
         budget = fraction * dense_ms
+        if args.sensitivity is not None:
+            rows += suggested(args, loaded.arch, fraction, budget, pruned_network)
         for method, pick in choose.items():
             widths = None
             for hedge in HEDGES:  # the widest choice whose network measures under the budget
@@ -112,12 +129,28 @@ def main() -> None:
     print(f"dense: {dense_ms:.4g} ms, top-1 {dense_top1:.2f}")
     for r in rows:
         tuned = f", fine-tuned {r['top1_finetuned']:.2f}" if "top1_finetuned" in r else ""
-        print(f"{r['budget']:.2f}x ({r['budget_ms']:.4g} ms) {r['method']:8s} measured {r['measured_ms']:.4g} ms "
-              f"({r['measured_ms'] / r['budget_ms']:.3f} of budget), {r['macs']:,} MACs, estimated loss "
-              f"{r['estimated_loss']:.3f}, top-1 pruned {r['top1_pruned']:.2f}{tuned}")
+        loss = f", estimated loss {r['estimated_loss']:.3f}" if r.get("estimated_loss") is not None else ""
+        print(f"{r['budget']:.2f}x ({r['budget_ms']:.4g} ms) {r['method']:9s} measured {r['measured_ms']:.4g} ms "
+              f"({r['measured_ms'] / r['budget_ms']:.3f} of budget), {r['macs']:,} MACs{loss}, "
+              f"top-1 pruned {r['top1_pruned']:.2f}{tuned}")
     if args.json:
         args.json.write_text(json.dumps({"environment": environment(), "dense_ms": dense_ms, "dense_top1": dense_top1,
                                          "rows": rows}, indent=1, default=str))
+
+
+def suggested(args: argparse.Namespace, arch: str, fraction: float, budget: float, pruned_network) -> list[dict]:
+    """``schedule suggest --target-macs M`` at the largest M (from ``fraction`` down) that measures under budget."""
+    target = fraction
+    while target > MAC_STEP:
+        suggestion = suggest_schedule(args.sensitivity, args.model, target_macs=round(target, 4), arch=arch)
+        tag = "suggested-" + hashlib.sha1(suggestion.yaml.encode()).hexdigest()[:10]
+        net = pruned_network(tag, suggestion.yaml)
+        if net["ms"] <= budget:
+            return [{"budget": fraction, "budget_ms": budget, "method": "suggested", "target_macs": round(target, 4),
+                     "macs": net["macs"], "ckpt": net["ckpt"], "dir": str(net["dir"])}]
+        target -= MAC_STEP
+    print(f"{fraction:.2f}x suggested: no MAC target measured under the budget")
+    return []
 
 
 if __name__ == "__main__":

@@ -172,3 +172,22 @@ def test_shared_resnet20_checkpoint_reaches_its_recorded_top1() -> None:
     result = evaluate_model(str(ckpt_path), str(data), device="cpu")
     assert result.images == 10_000
     assert result.metrics["top1"] == pytest.approx(recorded, abs=0.3)
+
+
+@pytest.mark.slow
+def test_eval_spread_takes_every_class_where_the_first_images_are_one_or_two() -> None:
+    """CIFAR-10's JPEG tarball lists its test images class by class: the first 2,000 are two classes."""
+    ckpt, data = shared_file("models/resnet20_cifar10_jpeg.pth"), shared_file("data/cifar10-jpeg.tar.gz")
+    runs = {}
+    for flags in ([], ["--spread"]):
+        proc = run_cli("eval", str(ckpt), "--data", str(data), "--limit", "2000", *flags, "--json", timeout=600)
+        assert proc.returncode == 0, proc.stderr
+        runs[bool(flags)] = json.loads(proc.stdout)
+    recorded = torch.load(ckpt, weights_only=True)["top1"]  # on all 10,000
+    assert runs[False]["images"] == runs[True]["images"] == 2000
+    assert abs(runs[True]["top1"] - recorded) < 1.5 < abs(runs[False]["top1"] - recorded)
+
+
+def test_eval_spread_without_limit_is_refused() -> None:
+    proc = run_cli("eval", "resnet20_cifar", "--data", "digits", "--spread")
+    assert proc.returncode == 2 and "give --limit too" in proc.stderr

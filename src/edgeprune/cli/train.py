@@ -82,7 +82,11 @@ def eval_cmd(
     model: ModelArg,
     data: DataOpt = "digits",
     split: Annotated[str, typer.Option(help="train | test.")] = "test",
-    limit: Annotated[int | None, typer.Option(help="Evaluate only the first N images.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Evaluate only N images: the first N, or with --spread N spaced "
+                                                   "evenly over the split.")] = None,
+    spread: Annotated[bool, typer.Option("--spread", help="With --limit: take the N images evenly spaced over the "
+                                                          "split (an image folder's first images are all of one "
+                                                          "class).")] = False,
     batch_size: Annotated[int, typer.Option(help="Minibatch size.")] = 512,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda[:N].")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
@@ -91,7 +95,11 @@ def eval_cmd(
     """Top-1 / top-5 / loss of MODEL on DATA (with the checkpoint's normalisation)."""
     from edgeprune.jobs.train import evaluate_model
 
-    r = evaluate_model(model, data, split=split, arch=arch, batch_size=batch_size, device=device, limit=limit)
+    if spread and limit is None:
+        raise typer.BadParameter("--spread chooses which N images --limit N evaluates; give --limit too",
+                                 param_hint="--spread")
+    r = evaluate_model(model, data, split=split, arch=arch, batch_size=batch_size, device=device, limit=limit,
+                       spread=spread)
     if as_json:
         print(json.dumps({**r.metrics, "images": r.images, "normalize": r.normalize}))
     else:
