@@ -90,7 +90,8 @@ def agent_consumer(
     quiet_wait: Annotated[float, typer.Option(help="Before measuring, wait up to S seconds for producers on this "
                                                    "machine to stop producing (they share its CPU).")] = 0.0,
 ) -> None:
-    """Fetch and verify each queued artifact, benchmark it, tell the study, acknowledge; serves several sweeps."""
+    """Fetch and verify each queued artifact, benchmark it, tell the study, acknowledge; serves several sweeps, and
+    the files latency searches send (edgeprune search --queue)."""
     from edgeprune.agents.artifacts import get_artifact_store
     from edgeprune.agents.consumer import Consumer
     from edgeprune.agents.queue import get_queue
