@@ -197,7 +197,8 @@ def test_queue_interface_is_small() -> None:
     """The whole contract a new backend implements (guards against the interface growing by accident)."""
     assert sorted(JobQueue.__abstractmethods__) == sorted([
         "put", "pending", "get", "extend", "ack", "release", "dead_letter", "contains", "counts", "dead_letters",
-        "register_sweep", "sweep_document", "sweeps", "beat", "forget_producer", "producers"])
+        "put_reply", "take_replies", "register_sweep", "sweep_document", "sweeps", "beat", "forget_producer",
+        "producers"])
 
 
 def test_consumer_measures_once_this_machines_producers_pause(tmp_path: Path) -> None:
