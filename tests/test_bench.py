@@ -257,13 +257,28 @@ def test_an_interrupt_delivered_to_a_stream_thread_stops_a_throughput_run_at_onc
             signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
 
     start = time.perf_counter()
-    with sigterm_as_interrupt(), pytest.raises(KeyboardInterrupt):
-        run_streams([call], iterations=1_000_000, seconds=None)
-    assert interrupt_requested() and time.perf_counter() - start < 5
+    with sigterm_as_interrupt():
+        with pytest.raises(KeyboardInterrupt):
+            run_streams([call], iterations=1_000_000, seconds=None)
+        assert interrupt_requested() and time.perf_counter() - start < 5
     time.sleep(0.05)  # the inference under way when the interrupt came ends
     settled = len(done)
     time.sleep(0.05)
     assert len(done) == settled < 1000  # and no other starts: the worker stopped too
+
+
+def test_an_interrupt_is_forgotten_once_its_scope_ends() -> None:
+    """A process that goes on after an interrupted block (a library caller, a test run) must not take a later
+    consumer's failure for an interrupt: it would hand the job back and stop instead of retrying it."""
+    import signal
+
+    from edgeprune.signals import interrupt_requested, sigterm_as_interrupt
+
+    with sigterm_as_interrupt():
+        with pytest.raises(KeyboardInterrupt):
+            signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)
+        assert interrupt_requested()
+    assert not interrupt_requested()
 
 
 def test_an_interrupt_the_garbage_collector_swallowed_still_stops_a_benchmark() -> None:

@@ -38,7 +38,9 @@ def interrupt_requested() -> bool:
 @contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
     """Let SIGTERM unwind like Ctrl-C, so running trials are stopped and queued again; both are remembered
-    (:func:`interrupt_requested`). SIGINT stays ignored where it was (a shell's background job)."""
+    (:func:`interrupt_requested`) until the block ends. SIGINT stays ignored where it was (a shell's background
+    job). Why forget at the end: a process that goes on (a library caller, a test run) would otherwise take every
+    later failure of a consumer or producer for an interrupt and hand its job back instead of retrying it."""
     _INTERRUPTED.clear()
     _PENDING.clear()
     signals = [signal.SIGTERM] + ([signal.SIGINT] if signal.getsignal(signal.SIGINT) is signal.default_int_handler
@@ -49,6 +51,8 @@ def sigterm_as_interrupt() -> Iterator[None]:
     finally:
         for s, before in previous.items():
             signal.signal(s, before)
+        _INTERRUPTED.clear()
+        _PENDING.clear()
 
 
 def raise_if_interrupted() -> None:
