@@ -38,7 +38,8 @@ from edgeprune.models.summary import model_summary
 from edgeprune.training.distill import total_cost
 
 RUNS = {"agp": "Distiller resnet20_filters.schedule_agp", "agp4": "Distiller resnet20_filters.schedule_agp_4 (Leader)",
-        "suggested": "suggested from the sensitivity analysis"}
+        "suggested": "suggested from the sensitivity analysis (first 2,000 test images: two classes)",
+        "suggested10": "suggested from the sensitivity analysis (2,000 test images over all ten classes)"}
 # Distiller's published results (the schedules' headers, examples/agp-pruning): 180 epochs from its dense
 # checkpoint (91.78 top-1, 40,813,184 MACs), best test top-1 over the epochs.
 DISTILLER = {"agp": {"baseline": 91.78, "top1": 91.34, "macs": 30_655_104},
@@ -218,8 +219,9 @@ def copy_artifacts(runs: Path, out: Path) -> None:
     for file in ("sensitivity.csv", "sensitivity.png", "sensitivity_heatmap.png"):
         if (runs / "sensitivity" / file).is_file():
             shutil.copy(runs / "sensitivity" / file, dest / file)
-    if (runs / "suggested.yaml").is_file():
-        shutil.copy(runs / "suggested.yaml", dest / "suggested.yaml")
+    for name in ("suggested", "suggested10"):
+        if (runs / f"{name}.yaml").is_file():
+            shutil.copy(runs / f"{name}.yaml", dest / f"{name}.yaml")
 
 
 def main() -> None:
