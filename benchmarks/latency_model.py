@@ -1,14 +1,15 @@
 """How well does ``edgeprune search``'s latency model predict what the device measures?
 
 For each architecture: the search space (aligned width grid by default), the kernel latency table (measured,
-or read from the cache), the latency model fitted on the dense network, the narrowest one and ``--calibration``
-random configurations measured whole, then ``--configs`` further random configurations predicted and measured
-whole. Reported: the median absolute error, the share within ±5 % and ±10 %, the table's size and build time,
-the time a prediction takes. ``--align 1`` repeats it on the unaligned grid (every eighth of the dense width,
+or read from the cache), the latency model fitted on the dense network, the narrowest one and random
+configurations measured whole (``--calibration`` in all, at least as many as the model needs; ``--model
+scaled-sum`` fits the earlier ``scale x kernel sum + offset`` instead), then ``--configs`` further random
+configurations predicted and measured whole. Reported: the median absolute error, the share within ±5 % and
+±10 %, the table's size and build time, the time a prediction takes. ``--align 1`` repeats it on the unaligned grid (every eighth of the dense width,
 whatever the channel count), which is how the grid's resolution was chosen.
 
     python benchmarks/latency_model.py [--arch resnet20_cifar resnet56_cifar] [--configs 30] [--calibration 6]
-        [--align 8] [--backend openvino] [--threads 1] [--cache DIR] [--json out.json]
+        [--model full|scaled-sum] [--align 8] [--backend openvino] [--threads 1] [--cache DIR] [--json out.json]
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 from edgeprune.budget_search.latency import LatencyTable
-from edgeprune.budget_search.predict import LatencyModel
+from edgeprune.budget_search.predict import LatencyModel, kernel_sum, networks_needed
 from edgeprune.budget_search.space import SearchSpace, Widths, build_space, render_widths_schedule, thinned
 from edgeprune.conversion.torch_onnx import export_proto
 from edgeprune.measurement.environment import environment
@@ -36,6 +39,13 @@ def measure_whole(model, space: SearchSpace, arch: str, widths: Widths, target: 
     path.write_bytes(export_proto(net, space.input_shape, batch=target.batch, exporter="torchscript")
                      .SerializeToString())
     return target.latency_ms(path)
+
+
+def _scaled(space: SearchSpace, table: LatencyTable, measured: list) -> LatencyModel:
+    """The earlier model, ``scale * kernel sum + offset``, fitted by least squares."""
+    sums = np.array([kernel_sum(space, table, w) for w, _ in measured])
+    scale, offset = np.polyfit(sums, np.array([ms for _, ms in measured]), 1)
+    return LatencyModel.scaled(space, table, float(scale), float(offset))
 
 
 def run(arch: str, args: argparse.Namespace, target: Target) -> dict:
@@ -53,9 +63,11 @@ def run(arch: str, args: argparse.Namespace, target: Target) -> dict:
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        calibration = [space.dense, space.narrowest] + [draw() for _ in range(args.calibration - 2)]
-        fitted = LatencyModel.fit(space, table, [(w, measure_whole(model, space, arch, w, target, work))
-                                                 for w in calibration])
+        count = max(args.calibration, networks_needed(space)) if args.model == "full" else args.calibration
+        calibration = [space.dense, space.narrowest] + [draw() for _ in range(count - 2)]
+        measured = [(w, measure_whole(model, space, arch, w, target, work)) for w in calibration]
+        fitted = _scaled(space, table, measured) if args.model == "scaled-sum" else LatencyModel.fit(space, table,
+                                                                                                     measured)
         rows = []
         for _ in range(args.configs):
             widths = draw()
@@ -67,7 +79,7 @@ def run(arch: str, args: argparse.Namespace, target: Target) -> dict:
     errors = [abs(r["predicted_ms"] - r["measured_ms"]) / r["measured_ms"] for r in rows]
     return {"arch": arch, "align": args.align, "units": len(space.units), "kernels": len(kernels),
             "kernels_measured_now": measured_now, "table_s": round(table_s, 1),
-            "scale": fitted.scale, "offset_ms": fitted.offset,
+            "model": args.model, "calibration": len(calibration), "fitted": fitted.describe(),
             "median_abs_error": statistics.median(errors), "within_5pct": sum(e <= 0.05 for e in errors) / len(errors),
             "within_10pct": sum(e <= 0.10 for e in errors) / len(errors), "max_abs_error": max(errors),
             "predict_time_ms": statistics.median(r["predict_time_ms"] for r in rows), "rows": rows}
@@ -78,6 +90,9 @@ def main() -> None:
     parser.add_argument("--arch", nargs="+", default=["resnet20_cifar", "resnet56_cifar"])
     parser.add_argument("--configs", type=int, default=30)
     parser.add_argument("--calibration", type=int, default=6)
+    parser.add_argument("--model", choices=["full", "scaled-sum"], default="full",
+                        help="full: per-resolution kernel sums, MACs and an offset (what the search fits); "
+                             "scaled-sum: scale x kernel sum + offset, the earlier model")
     parser.add_argument("--align", type=int, default=8)
     parser.add_argument("--backend", default="openvino")
     parser.add_argument("--threads", type=int, default=1)
@@ -89,8 +104,9 @@ def main() -> None:
     results = [run(arch, args, target) for arch in args.arch]
     for r in results:
         print(f"{r['arch']} (align {r['align']}): {r['units']} units, {r['kernels']} kernels "
-              f"({r['kernels_measured_now']} measured now, {r['table_s']} s); model {r['scale']:.3f} x sum + "
-              f"{r['offset_ms']:.4f} ms; {len(r['rows'])} configs: median |error| {100 * r['median_abs_error']:.1f} %, "
+              f"({r['kernels_measured_now']} measured now, {r['table_s']} s); {r['model']} fitted on "
+              f"{r['calibration']} networks: {r['fitted']}; {len(r['rows'])} configs: median |error| "
+              f"{100 * r['median_abs_error']:.1f} %, "
               f"within 5 % {100 * r['within_5pct']:.0f} %, within 10 % {100 * r['within_10pct']:.0f} %, "
               f"max {100 * r['max_abs_error']:.1f} %; a prediction takes {r['predict_time_ms']:.2f} ms")
     if args.json:

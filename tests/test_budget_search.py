@@ -102,7 +102,7 @@ def test_the_table_is_measured_once_per_device_and_reused(resnet20, tmp_path: Pa
     widths = space.narrowest
     by_hand = sum(first[k] for _, k in space.kernels(widths))
     assert kernel_sum(space, first, widths) == pytest.approx(by_hand)
-    assert LatencyModel(space, first, 2.0, 0.5).predict(widths) == pytest.approx(2.0 * by_hand + 0.5)
+    assert LatencyModel.scaled(space, first, 2.0, 0.5).predict(widths) == pytest.approx(2.0 * by_hand + 0.5)
     fitted = LatencyModel.fit(space, first, [(space.dense, 3.0), (space.narrowest, 1.0)])
     assert fitted.predict(space.dense) == pytest.approx(3.0) and fitted.predict(space.narrowest) == pytest.approx(1.0)
 

@@ -1,11 +1,18 @@
-"""Whole-network latency from the kernel table: the per-kernel sum, scaled and offset by a fitted per-network term.
+"""Whole-network latency from the kernel table: the kernels' latencies summed per input resolution, and the
+network's MACs, weighted by coefficients fitted on networks of the same model measured whole.
 
-Why a fitted term: kernels timed one by one each pay a runtime call, an input upload and an output download
-that a network pays once, and they miss what is not a kernel (the residual adds, pooling, the stem's input
-copy). For one model those costs change little with the widths, so the network's latency is close to
-``scale * sum + offset``; ``scale`` and ``offset`` are fitted by least squares on a few networks of the same
-model measured whole (the dense one, the narrowest one and random configurations between). With a single
-calibration network only the offset is fitted (scale 1).
+Why not the plain kernel sum: a kernel timed alone pays a runtime call and its input and output in the plain
+layout, which a network pays once, and it misses what is not a kernel (residual adds, pooling). Where a
+runtime runs each layer on its own (ONNX Runtime), ``scale * sum + offset`` predicts a network within a few
+per cent. OpenVINO's CPU plugin does not: it picks kernels and blocked layouts for the whole graph, so a layer
+costs what its neighbours let it cost. Measured on ResNet-20 and ResNet-56 (BENCHMARKS.md, "the latency
+model"), its whole-network latency follows the MACs closely and the per-resolution kernel sums with a
+different weight per resolution (a stage at 32x32 runs at another efficiency than one at 8x8): fitting one
+coefficient per resolution, one per MAC and an offset brought the median error from about 10 % to 2-3 %.
+
+The coefficients are fitted by non-negative least squares (the offset may be negative), so narrowing a layer
+never predicts a slower network. The full model needs ``networks_needed`` measured networks; with fewer, the
+plain ``scale * sum + offset`` is fitted (both are the same model with tied coefficients).
 """
 
 from __future__ import annotations
@@ -16,7 +23,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgeprune.budget_search.latency import LatencyTable
-from edgeprune.budget_search.space import SearchSpace
+from edgeprune.budget_search.space import Kernel, SearchSpace
+
+SPARE_NETWORKS = 2  # measured networks beyond the number of coefficients before the full model is fitted
 
 
 def kernel_sum(space: SearchSpace, table: LatencyTable, widths: Mapping[str, int]) -> float:
@@ -24,27 +33,104 @@ def kernel_sum(space: SearchSpace, table: LatencyTable, widths: Mapping[str, int
     return float(sum(table[kernel] for _, kernel in space.kernels(widths)))
 
 
+def kernel_macs(kernel: Kernel) -> int:
+    """Multiply-accumulates of one conv or Linear layer (batch 1)."""
+    if kernel.op == "linear":
+        return kernel.cin * kernel.cout
+    out_h, out_w = ((n + 2 * p - k) // s + 1 for n, p, k, s in zip(kernel.hw, kernel.padding, kernel.kernel,
+                                                                     kernel.stride, strict=True))
+    per_output = (1 if kernel.op == "dwconv" else kernel.cin) * kernel.kernel[0] * kernel.kernel[1]
+    return kernel.cout * out_h * out_w * per_output
+
+
+def resolution(kernel: Kernel) -> str:
+    """The group a kernel's latency is weighted in: its input resolution, or ``linear``."""
+    return "linear" if kernel.op == "linear" else f"{kernel.hw[0]}x{kernel.hw[1]}"
+
+
+def terms(space: SearchSpace) -> tuple[str, ...]:
+    """The model's terms for this space: one kernel sum per input resolution, the MACs (millions), the offset."""
+    groups = sorted({resolution(k) for _, k in space.kernels(space.dense)},
+                    key=lambda g: (g == "linear", -int(g.split("x")[0]) if g != "linear" else 0))
+    return (*(f"kernels at {g}" if g != "linear" else "linear kernels" for g in groups), "MMACs", "offset")
+
+
+def networks_needed(space: SearchSpace) -> int:
+    """Measured networks the full model needs (with fewer, the plain scaled sum is fitted)."""
+    return len(terms(space)) + SPARE_NETWORKS
+
+
 @dataclass(frozen=True)
 class LatencyModel:
-    """``predict(widths) = scale * kernel_sum(widths) + offset`` for one model on one target."""
+    """``predict(widths) = features(widths) · coefficients`` for one model on one target (see the module)."""
 
     space: SearchSpace
     table: LatencyTable
-    scale: float = 1.0
-    offset: float = 0.0
+    coefficients: tuple[float, ...]
+
+    def features(self, widths: Mapping[str, int]) -> np.ndarray:
+        return _features(self.space, self.table, widths)
 
     def predict(self, widths: Mapping[str, int]) -> float:
-        return self.scale * kernel_sum(self.space, self.table, widths) + self.offset
+        return float(self.features(widths) @ np.asarray(self.coefficients))
+
+    def describe(self) -> str:
+        """The fitted model in words, e.g. ``0.61 x kernels at 32x32 + ... + 0.0041 x MMACs - 0.12 ms``."""
+        named = zip(self.coefficients[:-1], terms(self.space)[:-1], strict=True)
+        parts = [f"{c:.3g} x {t}" for c, t in named if c != 0]
+        offset = self.coefficients[-1]
+        return " + ".join(parts or ["0"]) + f" {'-' if offset < 0 else '+'} {abs(offset):.3g} ms"
+
+    def to_dict(self) -> dict[str, float]:
+        return dict(zip(terms(self.space), self.coefficients, strict=True))
+
+    @classmethod
+    def scaled(cls, space: SearchSpace, table: LatencyTable, scale: float, offset: float) -> LatencyModel:
+        """``scale * kernel sum + offset``: every resolution weighted alike, no MAC term."""
+        n = len(terms(space)) - 2
+        return cls(space, table, (*([scale] * n), 0.0, offset))
 
     @classmethod
     def fit(cls, space: SearchSpace, table: LatencyTable, measured: Sequence[tuple[Mapping[str, int], float]]
             ) -> LatencyModel:
-        """Least squares of measured whole-network latencies (ms) on the kernel sums."""
+        """Fit on measured whole-network latencies (ms): the full model once ``networks_needed`` are measured,
+        else the scaled sum (with a single network, only its offset)."""
         if not measured:
             raise ValueError("at least one measured network is needed")
-        sums = np.array([kernel_sum(space, table, w) for w, _ in measured])
         lat = np.array([ms for _, ms in measured])
+        if len(measured) >= networks_needed(space):
+            x = np.stack([_features(space, table, w) for w, _ in measured])
+            return cls(space, table, tuple(float(c) for c in _nonnegative_lstsq(x, lat)))
+        sums = np.array([kernel_sum(space, table, w) for w, _ in measured])
         if len(measured) == 1 or np.ptp(sums) < 1e-9:
-            return cls(space, table, 1.0, float(np.mean(lat - sums)))
+            return cls.scaled(space, table, 1.0, float(np.mean(lat - sums)))
         scale, offset = np.polyfit(sums, lat, 1)
-        return cls(space, table, float(scale), float(offset))
+        if scale <= 0:  # noise larger than the spread of the networks: a constant is all the data supports
+            return cls.scaled(space, table, 0.0, float(np.mean(lat)))
+        return cls.scaled(space, table, float(scale), float(offset))
+
+
+def _features(space: SearchSpace, table: LatencyTable, widths: Mapping[str, int]) -> np.ndarray:
+    names = terms(space)
+    index = {name: i for i, name in enumerate(names)}
+    x = np.zeros(len(names))
+    for _, kernel in space.kernels(widths):
+        group = resolution(kernel)
+        x[index["linear kernels" if group == "linear" else f"kernels at {group}"]] += table[kernel]
+        x[index["MMACs"]] += kernel_macs(kernel) / 1e6
+    x[index["offset"]] = 1.0
+    return x
+
+
+def _nonnegative_lstsq(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Least squares with every coefficient but the last (the offset) kept >= 0: an active-set loop that drops
+    the most negative term and refits, as Lawson and Hanson's NNLS does, for the handful of terms here."""
+    active = list(range(x.shape[1]))
+    while True:
+        coef, *_ = np.linalg.lstsq(x[:, active], y, rcond=None)
+        negative = [(c, i) for c, i in zip(coef, active, strict=True) if c < 0 and i != x.shape[1] - 1]
+        if not negative:
+            full = np.zeros(x.shape[1])
+            full[active] = coef
+            return full
+        active.remove(min(negative)[1])

@@ -44,7 +44,7 @@ from edgeprune.budget_search.budget import Budget
 from edgeprune.budget_search.greedy import greedy_widths, uniform_widths
 from edgeprune.budget_search.importance import estimated_loss, removal_order, taylor_importance, unit_costs
 from edgeprune.budget_search.latency import LatencyTable, LocalMeasurer, Measurer
-from edgeprune.budget_search.predict import LatencyModel
+from edgeprune.budget_search.predict import LatencyModel, networks_needed
 from edgeprune.budget_search.report import write_report
 from edgeprune.budget_search.space import SearchSpace, Widths, build_space, render_widths_schedule
 from edgeprune.data import BatchLoader, evenly_spaced, load_dataset
@@ -72,7 +72,8 @@ class SearchSettings:
     steps: int = 8
     align: int = 8
     min_fraction: float = 0.25
-    calibration: int = 6  # whole networks measured to fit the latency model (dense and narrowest included)
+    calibration: int = 6  # whole networks measured to fit the latency model (dense and narrowest included; at
+    # least predict.networks_needed, the model's terms + 2)
     candidates: int = 3  # candidates measured whole per round
     finetune: int = 2  # of those under budget, how many are fine-tuned
     importance_batches: int = 8
@@ -191,11 +192,11 @@ def search(model_spec: str, data: str, out_dir: str | Path, settings: SearchSett
                           hint=f"Ask for at least {narrowest.measured_ms / dense.measured_ms:.3g}x "
                                f"({narrowest.measured_ms:.4g} ms), or lower --min-fraction.")
     rng = random.Random(settings.seed)
-    for _ in range(max(0, settings.calibration - 2)):
+    for _ in range(max(0, max(settings.calibration, networks_needed(space)) - 2)):
         networks.measure({u.name: rng.choice(u.options) for u in space.units}, "calibration")
     latency = networks.refit(table)
     console.print(f"dense {dense.measured_ms:.4g} ms, budget {budget_ms:.4g} ms ({budget}); latency model: "
-                  f"{latency.scale:.3f} x kernel sum + {latency.offset:.4g} ms", highlight=False)
+                  f"{latency.describe()}", highlight=False)
 
     # 3. importance
     norm = normalization_for(loaded, train_data)
@@ -240,7 +241,7 @@ def search(model_spec: str, data: str, out_dir: str | Path, settings: SearchSett
     result = SearchResult(out, budget_ms, dense, best, state.measured, len(kernels), table.measured_now,
                           table.networks_measured_now, dense_top1, measured_by)
     state.extra.update({"budget_ms": budget_ms, "dense_top1": dense_top1, "best": asdict(best),
-                        "latency_model": {"scale": latency.scale, "offset": latency.offset},
+                        "latency_model": latency.to_dict(),
                         "table": str(table.path), "fingerprint": table.fingerprint, "measured_by": measured_by})
     state.save()
     write_report(result, space, table.fingerprint, out / "report.html")
