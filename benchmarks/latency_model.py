@@ -1,12 +1,12 @@
 """How well does ``edgeprune search``'s latency model predict what the device measures?
 
-For each architecture: the search space (aligned width grid by default), the kernel latency table (measured,
-or read from the cache), the latency model fitted on the dense network, the narrowest one and random
-configurations measured whole (``--calibration`` in all, at least as many as the model needs; ``--model
-scaled-sum`` fits the earlier ``scale x kernel sum + offset`` instead), then ``--configs`` further random
-configurations predicted and measured whole. Reported: the median absolute error, the share within ±5 % and
-±10 %, the table's size and build time, the time a prediction takes. ``--align 1`` repeats it on the unaligned grid (every eighth of the dense width,
-whatever the channel count), which is how the grid's resolution was chosen.
+For each architecture: the search space (aligned width grid by default), the kernel latency table (measured, or read
+from the cache), the latency model fitted on the dense network, the narrowest one and random configurations measured
+whole (``--calibration`` in all, at least as many as the model needs; ``--model scaled-sum`` fits the earlier
+``scale x kernel sum + offset`` instead), then ``--configs`` further random configurations predicted and measured
+whole. Reported: the median absolute error, the share within ±5 % and ±10 %, the table's size and build time, the
+time a prediction takes. ``--align 1`` repeats it on the unaligned grid (every eighth of the dense width, whatever
+the channel count), which is how the grid's resolution was chosen.
 
     python benchmarks/latency_model.py [--arch resnet20_cifar resnet56_cifar] [--configs 30] [--calibration 6]
         [--model full|scaled-sum] [--align 8] [--backend openvino] [--threads 1] [--cache DIR] [--json out.json]
