@@ -6,9 +6,9 @@ layout, which a network pays once, and it misses what is not a kernel (residual 
 runtime runs each layer on its own (ONNX Runtime), ``scale * sum + offset`` predicts a network within a few
 per cent. OpenVINO's CPU plugin does not: it picks kernels and blocked layouts for the whole graph, so a layer
 costs what its neighbours let it cost. Measured on ResNet-20 and ResNet-56 (BENCHMARKS.md, "the latency
-model"), its whole-network latency follows the MACs closely and the per-resolution kernel sums with a
-different weight per resolution (a stage at 32x32 runs at another efficiency than one at 8x8): fitting one
-coefficient per resolution, one per MAC and an offset brought the median error from about 10 % to 2-3 %.
+model"), its whole-network latency follows the MACs closely and the kernel sums with a different weight per
+output resolution (a stage at 32x32 runs at another efficiency than one at 8x8): fitting one coefficient per
+resolution, one per MAC and an offset brought the median error from about 8-12 % to about 2 %.
 
 The coefficients are fitted by non-negative least squares (the offset may be negative), so narrowing a layer
 never predicts a slower network. The full model needs ``networks_needed`` measured networks; with fewer, the
@@ -25,7 +25,7 @@ import numpy as np
 from edgeprune.budget_search.latency import LatencyTable
 from edgeprune.budget_search.space import Kernel, SearchSpace
 
-SPARE_NETWORKS = 2  # measured networks beyond the number of coefficients before the full model is fitted
+NETWORKS_PER_TERM = 2  # measured networks per coefficient before the full model is fitted (see networks_needed)
 
 
 def kernel_sum(space: SearchSpace, table: LatencyTable, widths: Mapping[str, int]) -> float:
@@ -33,31 +33,50 @@ def kernel_sum(space: SearchSpace, table: LatencyTable, widths: Mapping[str, int
     return float(sum(table[kernel] for _, kernel in space.kernels(widths)))
 
 
+def output_hw(kernel: Kernel) -> tuple[int, int]:
+    """A conv's output height and width (a Linear layer's: 1 x 1)."""
+    if kernel.op == "linear":
+        return (1, 1)
+    h, w = ((n + 2 * p - k) // s + 1 for n, p, k, s in zip(kernel.hw, kernel.padding, kernel.kernel, kernel.stride,
+                                                            strict=True))
+    return (h, w)
+
+
 def kernel_macs(kernel: Kernel) -> int:
     """Multiply-accumulates of one conv or Linear layer (batch 1)."""
     if kernel.op == "linear":
         return kernel.cin * kernel.cout
-    out_h, out_w = ((n + 2 * p - k) // s + 1 for n, p, k, s in zip(kernel.hw, kernel.padding, kernel.kernel,
-                                                                     kernel.stride, strict=True))
+    h, w = output_hw(kernel)
     per_output = (1 if kernel.op == "dwconv" else kernel.cin) * kernel.kernel[0] * kernel.kernel[1]
-    return kernel.cout * out_h * out_w * per_output
+    return kernel.cout * h * w * per_output
 
 
-def resolution(kernel: Kernel) -> str:
-    """The group a kernel's latency is weighted in: its input resolution, or ``linear``."""
-    return "linear" if kernel.op == "linear" else f"{kernel.hw[0]}x{kernel.hw[1]}"
+def _resolutions(space: SearchSpace) -> list[tuple[int, int]]:
+    """The output resolutions of the space's convs, largest first."""
+    return sorted({output_hw(k) for _, k in space.kernels(space.dense) if k.op != "linear"},
+                  key=lambda hw: -hw[0] * hw[1])
+
+
+def _group(kernel: Kernel, resolutions: list[tuple[int, int]]) -> int:
+    """A conv's term: its output resolution's. A Linear layer joins the smallest resolution (the classifier
+    follows the last stage, and a term of its own is nearly constant, so it fits as noise)."""
+    if kernel.op == "linear" or not resolutions:
+        return max(len(resolutions) - 1, 0)
+    return resolutions.index(output_hw(kernel))
 
 
 def terms(space: SearchSpace) -> tuple[str, ...]:
-    """The model's terms for this space: one kernel sum per input resolution, the MACs (millions), the offset."""
-    groups = sorted({resolution(k) for _, k in space.kernels(space.dense)},
-                    key=lambda g: (g == "linear", -int(g.split("x")[0]) if g != "linear" else 0))
-    return (*(f"kernels at {g}" if g != "linear" else "linear kernels" for g in groups), "MMACs", "offset")
+    """The model's terms for this space: the kernel sum per conv output resolution (Linear layers with the
+    smallest), the MACs in millions, and the offset."""
+    names = [f"kernels at {h}x{w}" for h, w in _resolutions(space)] or ["kernels"]
+    return (*names, "MMACs", "offset")
 
 
 def networks_needed(space: SearchSpace) -> int:
-    """Measured networks the full model needs (with fewer, the plain scaled sum is fitted)."""
-    return len(terms(space)) + SPARE_NETWORKS
+    """Measured networks the full model needs (with fewer, the plain scaled sum is fitted): twice its terms. With
+    one network more than the terms, one disturbed measurement could set a coefficient; measured on ResNet-20 and
+    OpenVINO, 7 networks for its 5 terms gave a median error of 2-12 % depending on the draw, 10 gave 2.6-3.7 %."""
+    return NETWORKS_PER_TERM * len(terms(space))
 
 
 @dataclass(frozen=True)
@@ -111,14 +130,12 @@ class LatencyModel:
 
 
 def _features(space: SearchSpace, table: LatencyTable, widths: Mapping[str, int]) -> np.ndarray:
-    names = terms(space)
-    index = {name: i for i, name in enumerate(names)}
-    x = np.zeros(len(names))
+    resolutions = _resolutions(space)
+    x = np.zeros(len(terms(space)))
     for _, kernel in space.kernels(widths):
-        group = resolution(kernel)
-        x[index["linear kernels" if group == "linear" else f"kernels at {group}"]] += table[kernel]
-        x[index["MMACs"]] += kernel_macs(kernel) / 1e6
-    x[index["offset"]] = 1.0
+        x[_group(kernel, resolutions)] += table[kernel]
+        x[-2] += kernel_macs(kernel) / 1e6
+    x[-1] = 1.0
     return x
 
 

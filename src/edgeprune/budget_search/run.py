@@ -73,7 +73,7 @@ class SearchSettings:
     align: int = 8
     min_fraction: float = 0.25
     calibration: int = 6  # whole networks measured to fit the latency model (dense and narrowest included; at
-    # least predict.networks_needed, the model's terms + 2)
+    # least predict.networks_needed, twice the model's terms)
     candidates: int = 3  # candidates measured whole per round
     finetune: int = 2  # of those under budget, how many are fine-tuned
     importance_batches: int = 8
