@@ -245,9 +245,10 @@ def test_a_search_through_redis_with_a_separate_consumer_gives_the_embedded_resu
     assert embedded.best.top1_finetuned == queued.best.top1_finetuned
     assert ((tmp_path / "embedded" / "best" / "schedule.yaml").read_text()
             == (tmp_path / "queued" / "best" / "schedule.yaml").read_text())
-    # and the consumer's numbers are this machine's: the dense network measured here again is of the same order
+    # and the consumer's numbers are this machine's, in milliseconds: the dense network measured here again is of
+    # the same order (loosely: a loaded machine's latencies vary a few times over)
     here = QUICK.latency_ms(Path(queued.dense.checkpoint or "").parent / "model.onnx")
-    assert 0.33 < here / queued.dense.measured_ms < 3.0
+    assert 0.2 < here / queued.dense.measured_ms < 5.0
 
 
 def _serve(queue: JobQueue, name: str, jobs: int, tmp_path: Path, **bench: object) -> threading.Thread:
