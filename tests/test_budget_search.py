@@ -7,6 +7,7 @@ machine's speed: reuse of the table, sums, widths, schedules, errors.
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 import sys
 import threading
@@ -24,7 +25,7 @@ from edgeprune.agents.queue import JobQueue, get_queue
 from edgeprune.agents.status import latency_notes
 from edgeprune.budget_search.budget import Budget
 from edgeprune.budget_search.latency import PROBE, LatencyTable, export_kernel
-from edgeprune.budget_search.predict import LatencyModel, kernel_sum
+from edgeprune.budget_search.predict import LatencyModel, kernel_macs, kernel_sum, networks_needed, terms
 from edgeprune.budget_search.run import SearchSettings, search
 from edgeprune.budget_search.space import build_space, render_widths_schedule, thinned, width_grid
 from edgeprune.errors import ConfigError
@@ -32,6 +33,7 @@ from edgeprune.measurement.protocol import Protocol
 from edgeprune.measurement.target import Target
 from edgeprune.models import create_model
 from edgeprune.models.checkpoint import load_checkpoint, model_from_checkpoint
+from edgeprune.models.summary import model_summary
 from edgeprune.models.widths import layer_widths
 from edgeprune.training.loop import TrainConfig
 
@@ -105,6 +107,36 @@ def test_the_table_is_measured_once_per_device_and_reused(resnet20, tmp_path: Pa
     assert LatencyModel.scaled(space, first, 2.0, 0.5).predict(widths) == pytest.approx(2.0 * by_hand + 0.5)
     fitted = LatencyModel.fit(space, first, [(space.dense, 3.0), (space.narrowest, 1.0)])
     assert fitted.predict(space.dense) == pytest.approx(3.0) and fitted.predict(space.narrowest) == pytest.approx(1.0)
+
+
+def test_the_latency_model_has_a_term_per_resolution_and_recovers_what_it_can_express(resnet20,
+                                                                                       tmp_path: Path) -> None:
+    space = build_space(resnet20)
+    assert terms(space) == ("kernels at 32x32", "kernels at 16x16", "kernels at 8x8", "MMACs", "offset")
+    assert networks_needed(space) == 10
+    rng = random.Random(0)
+    widths = [{u.name: rng.choice(u.options) for u in space.units} for _ in range(12)]
+
+    # the MACs term is the network's own: its kernels' MACs add up to the thinned network's conv and Linear MACs
+    thin = thinned(resnet20, render_widths_schedule(space, widths[0], "resnet20_cifar"))
+    counted = sum(layer.macs for layer in model_summary(thin, (3, 32, 32)).layers if layer.type in ("Conv2d", "Linear"))
+    assert sum(kernel_macs(k) for _, k in space.kernels(widths[0])) == counted
+
+    # networks whose latency follows the model exactly give back its coefficients (the table's entries made up:
+    # this is about the fit, not the device)
+    table = LatencyTable(QUICK, tmp_path, fingerprint={"made": "up"})
+    table.entries = {k.key: 0.001 * (1 + i % 7) for i, k in enumerate(space.all_kernels())}
+    truth = LatencyModel(space, table, (0.2, 0.5, 0.9, 0.004, 0.05))
+    measured = [(w, truth.predict(w)) for w in widths[:10]]
+    fitted = LatencyModel.fit(space, table, measured)
+    assert fitted.coefficients == pytest.approx(truth.coefficients, rel=1e-6)
+    assert "0.5 x kernels at 16x16" in fitted.describe() and fitted.describe().endswith("+ 0.05 ms")
+    # with fewer networks than it needs: the scaled kernel sum, one weight for every resolution
+    scaled = LatencyModel.fit(space, table, measured[:4])
+    assert len(set(scaled.coefficients[:3])) == 1 and scaled.coefficients[3] == 0.0
+    # a fit never makes a narrower network slower: a negative weight is dropped, not used
+    slower = [(w, 1.0 - truth.predict(w)) for w in widths[:10]]
+    assert all(c >= 0 for c in LatencyModel.fit(space, table, slower).coefficients[:-1])
 
 
 def test_an_unreadable_table_says_which_file(tmp_path: Path) -> None:
