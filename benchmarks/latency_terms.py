@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeprune.budget_search.latency import LatencyTable
-from edgeprune.budget_search.predict import _features, kernel_macs, kernel_sum
+from edgeprune.budget_search.predict import features, kernel_macs, kernel_sum
 from edgeprune.budget_search.space import build_space, render_widths_schedule, thinned
 from edgeprune.conversion.torch_onnx import export_proto
 from edgeprune.measurement.environment import environment
@@ -67,14 +67,14 @@ def main() -> None:
         "scale x kernel sum + offset": lambda w: [kernel_sum(space, table, w), 1.0],
         "MACs + offset": lambda w: [macs(w), 1.0],
         "kernel sum + MACs + offset": lambda w: [kernel_sum(space, table, w), macs(w), 1.0],
-        "per-resolution sums + MACs + offset (kept)": lambda w: list(_features(space, table, w)),
+        "per-resolution sums + MACs + offset (kept)": lambda w: list(features(space, table, w)),
     }
     draw_rng = random.Random(0)
     rows = []
     for k in args.k:
         draws = [[0, 1, *draw_rng.sample(range(2, len(configs)), k - 2)] for _ in range(args.draws)]
-        for name, features in candidates.items():
-            x = np.array([features(w) for w in configs])
+        for name, terms_of in candidates.items():
+            x = np.array([terms_of(w) for w in configs])
             medians, within = [], []
             for fit in draws:
                 rest = [i for i in range(len(configs)) if i not in fit]

@@ -35,6 +35,7 @@ import socket
 import time
 import traceback
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
@@ -230,10 +231,8 @@ class Consumer:
                                    "acknowledged unmeasured")
                 return "duplicate"
             if delivery.deliveries > self.max_deliveries:
-                return self._dead(delivery, study, number, f"delivered {delivery.deliveries - 1} times without a "
-                                  f"result; last error: {delivery.last_error or 'none (its consumers stopped)'}")
-            with every(self.queue.visibility_timeout_s / 3, lambda: self.queue.extend(delivery),
-                       what="visibility extension", console=self.console):
+                return self._dead(delivery, study, number, _exhausted(delivery))
+            with self._kept_visible(delivery):
                 self.wait_for_quiet()
                 self._baseline(study)
                 told = self._measure(study, message, delivery)
@@ -247,6 +246,11 @@ class Consumer:
         self.queue.ack(delivery)
         self.stores(message.artifact).discard(message.artifact)
         return "measured" if told else "duplicate"
+
+    def _kept_visible(self, delivery: Delivery) -> AbstractContextManager[None]:
+        """While the block runs, the job stays this consumer's: its visibility timeout is renewed in the background."""
+        return every(self.queue.visibility_timeout_s / 3, lambda: self.queue.extend(delivery),
+                     what="visibility extension", console=self.console)
 
     def _failed(self, delivery: Delivery, exc: Exception, dead: Callable[[str], str], what: str) -> str:
         """A failed attempt: released for another try, or ``dead(reason)`` once the attempts are used up or when
@@ -281,11 +285,9 @@ class Consumer:
             return "dead"
 
         if delivery.deliveries > self.max_deliveries:
-            return dead(f"delivered {delivery.deliveries - 1} times without a result; last error: "
-                        f"{delivery.last_error or 'none (its consumers stopped)'}")
+            return dead(_exhausted(delivery))
         try:
-            with every(self.queue.visibility_timeout_s / 3, lambda: self.queue.extend(delivery),
-                       what="visibility extension", console=self.console):
+            with self._kept_visible(delivery):
                 self.wait_for_quiet()
                 local = self.work_dir / "measured" / safe_name(LATENCY_JOBS) / f"{safe_name(delivery.message_id)}.onnx"
                 path = self.stores(job.artifact).fetch(job.artifact, local)
@@ -378,3 +380,8 @@ class Consumer:
         self.console.print(f"[red]{delivery.sweep}: trial {number} dead-lettered[/]: {reason}", highlight=False)
         return "dead"
 
+
+def _exhausted(delivery: Delivery) -> str:
+    """Why a job delivered more often than allowed is given up: consumers took it and never finished it."""
+    return (f"delivered {delivery.deliveries - 1} times without a result; last error: "
+            f"{delivery.last_error or 'none (its consumers stopped)'}")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -87,8 +88,12 @@ class LatencyModel:
     table: LatencyTable
     coefficients: tuple[float, ...]
 
+    @cached_property
+    def _resolutions(self) -> list[tuple[int, int]]:  # once per model: predict() runs in the search's inner loop
+        return _resolutions(self.space)
+
     def features(self, widths: Mapping[str, int]) -> np.ndarray:
-        return _features(self.space, self.table, widths)
+        return features(self.space, self.table, widths, self._resolutions)
 
     def predict(self, widths: Mapping[str, int]) -> float:
         return float(self.features(widths) @ np.asarray(self.coefficients))
@@ -118,7 +123,8 @@ class LatencyModel:
             raise ValueError("at least one measured network is needed")
         lat = np.array([ms for _, ms in measured])
         if len(measured) >= networks_needed(space):
-            x = np.stack([_features(space, table, w) for w, _ in measured])
+            resolutions = _resolutions(space)
+            x = np.stack([features(space, table, w, resolutions) for w, _ in measured])
             return cls(space, table, tuple(float(c) for c in _nonnegative_lstsq(x, lat)))
         sums = np.array([kernel_sum(space, table, w) for w, _ in measured])
         if len(measured) == 1 or np.ptp(sums) < 1e-9:
@@ -129,9 +135,11 @@ class LatencyModel:
         return cls.scaled(space, table, float(scale), float(offset))
 
 
-def _features(space: SearchSpace, table: LatencyTable, widths: Mapping[str, int]) -> np.ndarray:
-    resolutions = _resolutions(space)
-    x = np.zeros(len(terms(space)))
+def features(space: SearchSpace, table: LatencyTable, widths: Mapping[str, int],
+             resolutions: list[tuple[int, int]] | None = None) -> np.ndarray:
+    """The model's terms for the network at ``widths`` (``resolutions``: the space's, if already known)."""
+    resolutions = _resolutions(space) if resolutions is None else resolutions
+    x = np.zeros(max(len(resolutions), 1) + 2)
     for _, kernel in space.kernels(widths):
         x[_group(kernel, resolutions)] += table[kernel]
         x[-2] += kernel_macs(kernel) / 1e6
