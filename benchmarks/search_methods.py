@@ -29,7 +29,7 @@ from pathlib import Path
 
 from edgeprune.analysis.suggest import suggest_schedule
 from edgeprune.budget_search.greedy import greedy_widths, uniform_widths
-from edgeprune.budget_search.importance import estimated_loss, removal_order, taylor_importance, unit_costs
+from edgeprune.budget_search.importance import estimated_loss, measure_costs
 from edgeprune.budget_search.latency import LatencyTable
 from edgeprune.budget_search.predict import LatencyModel
 from edgeprune.budget_search.space import build_space, render_widths_schedule
@@ -89,9 +89,9 @@ def main() -> None:
     latency = LatencyModel.fit(space, table, [(w, network(w)["ms"]) for w in calibration])
     dense_ms = network(space.dense)["ms"]
     norm = normalization_for(loaded, train)
-    batches = BatchLoader(evenly_spaced(train, 512), 64, shuffle=False, augment=False, mean=norm["mean"],
+    batches = BatchLoader(evenly_spaced(train, 1024), 128, shuffle=False, augment=False, mean=norm["mean"],
                           std=norm["std"])
-    costs = unit_costs(taylor_importance(model, batches, space), removal_order(model, space), space)
+    costs = measure_costs(model, loaded.arch, batches, space)
     choose = {"greedy": lambda ms: greedy_widths(space, latency, costs, ms),
               "uniform": lambda ms: uniform_widths(space, latency, ms)}
     rows = []

@@ -178,7 +178,7 @@ def _settings(latency: str, cache: Path) -> SearchSettings:
 
 @pytest.fixture(scope="module")
 def digits_model(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """ResNet-20 trained two epochs on digits: importance needs gradients of a network that has learnt."""
+    """ResNet-20 trained two epochs on digits: the sensitivity of a network that has learnt."""
     from edgeprune.jobs.train import train_model
 
     out = tmp_path_factory.mktemp("dense")
@@ -218,20 +218,28 @@ def test_an_impossible_budget_names_the_fastest_measured_latency(digits_model: s
     assert "Ask for at least" in (err.value.hint or "")
 
 
-def test_taylor_importance_ranks_a_dead_filter_last(resnet20) -> None:
-    from edgeprune.budget_search.importance import removal_order, taylor_importance, unit_costs
+def test_a_width_that_removes_only_dead_filters_costs_nothing_and_known_costs_are_not_remeasured() -> None:
+    from edgeprune.budget_search.importance import measure_costs, narrowings
 
+    torch.manual_seed(0)
     model = create_model("resnet20_cifar").eval()
-    with torch.no_grad():
-        model.layer1[0].conv1.weight[3].zero_()  # a filter that contributes nothing
+    with torch.no_grad():  # eight filters that contribute nothing (BN at its initial statistics passes zeros on)
+        model.layer1[0].conv1.weight[8:].zero_()
     space = build_space(model)
-    x, y = torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,))
-    scores = taylor_importance(model, [(x, y)], space)
-    assert scores["layer1.0.conv1"][3] == 0 and scores["layer1.0.conv1"].sum() > 0
-    order = removal_order(model, space)
-    assert int(order["layer1.0.conv1"][0]) == 3  # the L1 ranking removes it first
-    costs = unit_costs(scores, order, space)
-    assert costs["layer1.0.conv1"].loss[16] == 0 and costs["layer1.0.conv1"].loss[8] > 0
+    batches = [(torch.randn(16, 3, 32, 32), torch.randint(0, 10, (16,)))]
+    seen: list[tuple[str, int]] = []
+    costs = measure_costs(model, "resnet20_cifar", batches, space, on_measured=lambda n, w, _c: seen.append((n, w)))
+    assert seen == narrowings(space)  # every narrower width of every unit, each once
+    assert abs(costs["layer1.0.conv1"].loss[8]) < 1e-6  # the L1 ranking removes exactly the dead ones
+    assert costs["layer1.1.conv1"].loss[8] != 0 and costs["conv1"].loss[8] != 0  # live filters do matter
+    assert all(c.loss[u.width] == 0 for u in space.units for c in [costs[u.name]])
+
+    known = {name: {w: c for w, c in cost.loss.items()} for name, cost in costs.items() if name != "conv1"}
+    again: list[tuple[str, int]] = []
+    resumed = measure_costs(model, "resnet20_cifar", batches, space, known=known,
+                            on_measured=lambda n, w, _c: again.append((n, w)))
+    assert again == [("conv1", 8)]  # only what was not known
+    assert resumed["conv1"].loss[8] == pytest.approx(costs["conv1"].loss[8])
 
 
 def test_cli_bad_budget_is_one_clear_error(tmp_path: Path) -> None:

@@ -1,78 +1,74 @@
-"""What each width of each unit costs in accuracy: first-order Taylor importance of the filters it removes.
+"""What each width of each unit costs in accuracy: measured, by thinning the unit to that width alone.
 
-Which filters a width removes is what the output schedule's pruner removes: the lowest by L1 magnitude (a
-coupled unit by the sum of its members' length-normalised magnitudes, as ``auto_group`` ranks). What they
-are worth is their first-order Taylor importance (Molchanov et al. 2019: ``Σ |w · ∂L/∂w|`` per filter,
-summed over the unit's members and over a few training batches), which — unlike a magnitude — is comparable
-across layers: it estimates the loss change of removing the filter. HALP (Shen et al. 2022) ranks by the same
-kind of score. Estimated loss of a configuration = the summed importance of everything it removes.
+A sensitivity analysis over the search's own grid (the per-layer analysis of Han et al. 2015 and Distiller,
+with a coupled unit — every conv of one residual stream — narrowed as one): for every unit and every narrower
+width on its grid, the network is thinned to that width by the very schedule the search writes (L1-ranked
+filters, ``FilterRemover``) and the mean cross-entropy on a fixed set of training images is taken. A width's
+cost is how much that loss rises over the dense network's; a configuration's estimated cost is the sum over its
+units.
+
+Why measured rather than a gradient estimate: on trained ResNets a first-order Taylor score (Molchanov et al.
+2019) ranked narrowing a residual stream as cheap, yet a quarter of one stream's channels removed takes
+ResNet-20 from 86 % to 62 % top-1 before fine-tuning, against 83 % for the same cut inside one block: the
+damage spreads through every block the stream feeds, and a first-order score of the removed filters alone does
+not see it. Thinning and evaluating sees exactly what the output schedule will do.
+
+Cost: one thinning and one pass over the images per grid width — ResNet-20 (12 units, 40 narrower widths) on
+1,024 CIFAR images takes about half a minute on two CPU cores.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from edgeprune.budget_search.space import SearchSpace
-from edgeprune.models.naming import normalize_module_name
-from edgeprune.pruning.criteria import filters_norm, taylor_fo_filter_scores
+from edgeprune.budget_search.space import SearchSpace, render_widths_schedule, thinned
+from edgeprune.training.metrics import evaluate
+
+Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]  # iterated once per width: a list or a BatchLoader
 
 
 @dataclass(frozen=True)
 class UnitCost:
-    """Per unit: the estimated loss (summed importance of removed filters) of each candidate width."""
+    """Per unit: the measured loss increase of each candidate width (0 at the dense width)."""
 
     loss: dict[int, float]
 
 
-def taylor_importance(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
-                      space: SearchSpace) -> dict[str, torch.Tensor]:
-    """Per unit, one Taylor score per filter (summed over its members and the batches)."""
-    convs = {normalize_module_name(n): m for n, m in model.named_modules()}
-    scores = {u.name: torch.zeros(u.width) for u in space.units}
-    was_training = model.training
-    model.eval()  # BN statistics of the trained model, no dropout: the importance of the network as it is
-    try:
-        for x, y in batches:
-            model.zero_grad(set_to_none=True)
-            F.cross_entropy(model(x), y).backward()
-            for unit in space.units:
-                for member in unit.members:
-                    w = convs[member].weight
-                    if w.grad is not None:
-                        scores[unit.name] += taylor_fo_filter_scores(w, w.grad).cpu()
-    finally:
-        model.zero_grad(set_to_none=True)
-        model.train(was_training)
-    return scores
+def narrowings(space: SearchSpace) -> list[tuple[str, int]]:
+    """Every (unit, width) the analysis measures: each unit's grid below its dense width."""
+    return [(u.name, w) for u in space.units for w in u.options if w != u.width]
 
 
-def removal_order(model: nn.Module, space: SearchSpace) -> dict[str, torch.Tensor]:
-    """Per unit, filter indices in the order the L1-ranked schedule removes them (weakest first)."""
-    convs = {normalize_module_name(n): m for n, m in model.named_modules()}
-    order = {}
-    for unit in space.units:
-        norms = [filters_norm(convs[m].weight.detach(), length_normalized=len(unit.members) > 1)
-                 for m in unit.members]
-        order[unit.name] = torch.argsort(torch.stack(norms).sum(dim=0), stable=True)
-    return order
+def measure_costs(model: nn.Module, arch: str, batches: Batches, space: SearchSpace, *,
+                  known: Mapping[str, Mapping[int, float]] | None = None,
+                  on_measured: Callable[[str, int, float], None] | None = None) -> dict[str, UnitCost]:
+    """The loss increase of every width of every unit, each unit narrowed alone.
 
-
-def unit_costs(importance: Mapping[str, torch.Tensor], order: Mapping[str, torch.Tensor],
-               space: SearchSpace) -> dict[str, UnitCost]:
-    """The estimated loss of every candidate width, normalised so the whole network's importance is 1."""
-    total = float(sum(float(s.sum()) for s in importance.values())) or 1.0
-    costs = {}
-    for unit in space.units:
-        ranked = importance[unit.name][order[unit.name]]
-        removed = torch.cat([torch.zeros(1), torch.cumsum(ranked, 0)])  # removed[k]: the k weakest filters
-        costs[unit.name] = UnitCost({w: float(removed[unit.width - w]) / total for w in unit.options})
-    return costs
+    ``known`` holds increases measured before (an interrupted search's) and is not measured again;
+    ``on_measured(unit, width, increase)`` is called after each new one, to save it and show progress.
+    """
+    known = known or {}
+    dense_loss = _loss(model, batches)
+    costs: dict[str, dict[int, float]] = {u.name: {u.width: 0.0} for u in space.units}
+    for name, width in narrowings(space):
+        if width in known.get(name, {}):
+            costs[name][width] = float(known[name][width])
+            continue
+        net = thinned(model, render_widths_schedule(space, {name: width}, arch))
+        costs[name][width] = _loss(net, batches) - dense_loss
+        if on_measured is not None:
+            on_measured(name, width, costs[name][width])
+    return {name: UnitCost(loss) for name, loss in costs.items()}
 
 
 def estimated_loss(costs: Mapping[str, UnitCost], widths: Mapping[str, int]) -> float:
     return sum(costs[name].loss[w] for name, w in widths.items())
+
+
+def _loss(model: nn.Module, batches: Batches) -> float:
+    with torch.no_grad():
+        return float(evaluate(model, batches)["loss"])

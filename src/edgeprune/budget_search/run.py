@@ -9,7 +9,8 @@ The steps, each recorded in ``OUT/search.json`` so that an interrupted search re
 2. **Dense and calibration** — the dense network, the narrowest one and a few random configurations are
    measured whole; the latency model is fitted on them (:mod:`edgeprune.budget_search.predict`). A budget below the
    narrowest network's measured latency is refused with that latency.
-3. **Importance** — first-order Taylor scores of every filter on a few training batches.
+3. **Sensitivity** — every unit thinned alone to every narrower width of its grid, the loss increase on a fixed
+   set of training images measured (:mod:`edgeprune.budget_search.importance`); saved as it goes.
 4. **Candidates** — the greedy search (:func:`~edgeprune.budget_search.greedy.greedy_widths`) at the budget and at
    slightly tighter predicted budgets (a hedge against prediction error); each candidate is pruned and thinned
    by its own Distiller schedule through ``edgeprune prune``'s code, exported, and measured whole. Those over
@@ -33,7 +34,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from rich.console import Console
 
@@ -42,7 +43,7 @@ from edgeprune.agents.latency_jobs import QueuedMeasurer
 from edgeprune.agents.queue import get_queue
 from edgeprune.budget_search.budget import Budget
 from edgeprune.budget_search.greedy import greedy_widths, uniform_widths
-from edgeprune.budget_search.importance import estimated_loss, removal_order, taylor_importance, unit_costs
+from edgeprune.budget_search.importance import UnitCost, estimated_loss, measure_costs, narrowings
 from edgeprune.budget_search.latency import LatencyTable, LocalMeasurer, Measurer
 from edgeprune.budget_search.predict import LatencyModel, networks_needed
 from edgeprune.budget_search.report import write_report
@@ -59,6 +60,7 @@ from edgeprune.measurement.target import Target
 from edgeprune.training.loop import TrainConfig
 from edgeprune.training.seeding import seed_everything
 
+T = TypeVar("T")
 STATE_FILE = "search.json"
 HEDGES = (1.0, 0.97, 0.94, 0.91, 0.88)  # predicted budgets tried, as fractions of the real one
 
@@ -76,7 +78,7 @@ class SearchSettings:
     # least predict.networks_needed, twice the model's terms)
     candidates: int = 3  # candidates measured whole per round
     finetune: int = 2  # of those under budget, how many are fine-tuned
-    importance_batches: int = 8
+    sensitivity_images: int = 1024  # training images the loss increase of each width is measured on
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=1, lr=0.01, progress=False))
     distill: DistillConfig | None = None
     eval_limit: int | None = None  # test images for the accuracies (None: the whole split)
@@ -169,7 +171,7 @@ def search(model_spec: str, data: str, out_dir: str | Path, settings: SearchSett
     state = _State(out / STATE_FILE, {"model": str(model_spec), "data": str(data), "latency": str(budget),
                                       "target": asdict(settings.target), "steps": settings.steps,
                                       "align": settings.align, "min_fraction": settings.min_fraction,
-                                      "seed": settings.seed})
+                                      "sensitivity_images": settings.sensitivity_images, "seed": settings.seed})
 
     # 1. the table
     measurer = _measurer(settings, console)
@@ -198,11 +200,22 @@ def search(model_spec: str, data: str, out_dir: str | Path, settings: SearchSett
     console.print(f"dense {dense.measured_ms:.4g} ms, budget {budget_ms:.4g} ms ({budget}); latency model: "
                   f"{latency.describe()}", highlight=False)
 
-    # 3. importance
+    # 3. sensitivity of every unit at every width
     norm = normalization_for(loaded, train_data)
-    loader = BatchLoader(evenly_spaced(train_data, 64 * settings.importance_batches), 64, shuffle=False, augment=False,
+    loader = BatchLoader(evenly_spaced(train_data, settings.sensitivity_images), 128, shuffle=False, augment=False,
                          mean=norm["mean"], std=norm["std"])
-    costs = unit_costs(taylor_importance(model, loader, space), removal_order(model, space), space)
+    saved = state.extra.setdefault("sensitivity", {})  # unit -> {width (as text): loss increase}; kept on resume
+    known = {name: {int(w): v for w, v in widths.items()} for name, widths in saved.items()}
+    todo = len([1 for name, w in narrowings(space) if w not in known.get(name, {})])
+
+    def measured(tick: Callable[[int, int], None]) -> dict[str, UnitCost]:
+        def save(name: str, width: int, increase: float) -> None:
+            saved.setdefault(name, {})[str(width)] = increase
+            state.save()
+            tick(sum(len(v) for v in saved.values()) - sum(len(v) for v in known.values()), todo)
+        return measure_costs(model, loaded.arch, loader, space, known=known, on_measured=save)
+
+    costs = _with_progress(console, "sensitivity of each width", todo, measured)
 
     # 4. candidates, measured whole
     uniform = uniform_widths(space, latency, budget_ms)
@@ -330,14 +343,13 @@ def _measurer(settings: SearchSettings, console: Console) -> Measurer:
                           console=console)
 
 
-def _with_progress(console: Console, what: str, total: int, run: Callable[[Callable[[int, int], None]], Any]) -> None:
+def _with_progress(console: Console, what: str, total: int, run: Callable[[Callable[[int, int], None]], T]) -> T:
+    """``run(tick)`` under a progress bar of ``total`` steps (none when there is nothing to do); its result."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     if total == 0:
-        return
+        return run(lambda _done, _total: None)
     with Progress(TextColumn(what), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console,
                   transient=True) as progress:
         task = progress.add_task(what, total=total)
-        run(lambda done, _total: progress.update(task, completed=done))
-
-
+        return run(lambda done, _total: progress.update(task, completed=done))
