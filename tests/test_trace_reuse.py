@@ -4,6 +4,7 @@ thinning as tracing afresh, bound to their own layers, and a fresh run whenever 
 from __future__ import annotations
 
 import copy
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -12,7 +13,7 @@ from torch import fx, nn
 
 from edgeprune.models import create_model
 from edgeprune.models.summary import model_summary
-from edgeprune.pruning import dependency
+from edgeprune.pruning import dependency, thinning
 from edgeprune.pruning.dependency import build_channel_graph, channel_graph, clear_twins
 from edgeprune.pruning.masks import create_model_masks_dict
 from edgeprune.pruning.thinning import remove_filters
@@ -105,7 +106,7 @@ def test_a_copy_reuses_the_run_bound_to_its_own_layers(counted: dict[str, int]) 
     copied = copy.deepcopy(original)
     first = build_channel_graph(original, original.input_shape)
     reused = build_channel_graph(copied, copied.input_shape)
-    assert counted == {"trace": 2, "run": 1}
+    assert counted == {"trace": 1, "run": 1}  # the copy is not even traced
     tables = (reused.producers, reused.consumers, reused.followers)
     assert all(layer.module is copied.get_submodule(name) for table in tables for name, layer in table.items())
     clear_twins()
@@ -136,8 +137,14 @@ def test_a_separately_built_twin_thins_exactly_as_when_traced_afresh() -> None:
     assert torch.equal(results[0][2], results[1][2])
 
 
+EXTRA = False  # read by Gated.forward from its globals
+
+
 class Gated(nn.Module):
-    """Takes an extra layer in training mode only: the traced graph depends on the mode."""
+    """Takes an extra layer in training mode or when a global says so, and doubles its channels (then drops the
+    copy) when a class attribute says so: what its forward reads besides its layers decides its graph."""
+
+    doubled = False
 
     def __init__(self) -> None:
         super().__init__()
@@ -147,8 +154,10 @@ class Gated(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv(x)
-        if self.training:
+        if self.training or EXTRA:
             x = x + self.extra(x)
+        if self.doubled:
+            x = torch.cat([x, x], 1)[:, :8]
         return self.head(x).mean((2, 3))
 
 
@@ -192,3 +201,43 @@ def test_a_replaced_layer_of_the_same_shape_is_traced_again() -> None:
     assert channel_graph(model, (1, 8, 8)) is channel_graph(model, (1, 8, 8))
     model.conv2 = nn.Conv2d(8, 12, 3, stride=2, padding=1, bias=False)
     assert channel_graph(model, (1, 8, 8)).producers["conv2"].module is model.conv2
+
+
+def test_a_copy_is_traced_again_when_a_global_or_class_attribute_its_forward_reads_changed(
+        counted: dict[str, int], monkeypatch: pytest.MonkeyPatch) -> None:
+    model = Gated().eval()
+    assert "extra" not in build_channel_graph(model, (3, 8, 8)).consumers
+    build_channel_graph(copy.deepcopy(model), (3, 8, 8))
+    assert counted == {"trace": 1, "run": 1}
+    monkeypatch.setattr(sys.modules[__name__], "EXTRA", True)
+    assert "extra" in build_channel_graph(copy.deepcopy(model), (3, 8, 8)).consumers
+    assert counted == {"trace": 2, "run": 2}
+    monkeypatch.setattr(Gated, "doubled", True)
+    graph = build_channel_graph(copy.deepcopy(model), (3, 8, 8))
+    assert counted["trace"] == 3 and "extra" in graph.consumers
+
+
+def test_a_thinned_twin_reuses_the_verified_counts_of_the_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    torch.manual_seed(0)
+    dense = create_model("resnet20_cifar").eval()
+    passes = {"n": 0}
+    summary = thinning.model_summary
+
+    def counting_summary(*args, **kwargs):
+        passes["n"] += 1
+        return summary(*args, **kwargs)
+
+    monkeypatch.setattr(thinning, "model_summary", counting_summary)
+    pruner, policies = SCHEDULE.split("extensions:")[0], SCHEDULE.split("policies:")[1].split("  - extension")[0]
+    masks_only = f"{pruner}policies:{policies}"  # the pruner alone: thinning is called below
+    records = []
+    for _ in range(2):
+        model = copy.deepcopy(dense)
+        scheduler = CompressionScheduler(model, parse_schedule(masks_only, "<test>"))
+        scheduler.apply_epoch_zero()
+        records.append((remove_filters(model, scheduler.zeros_mask_dict), model_summary(model)))
+    assert passes["n"] == 1  # only the first thinned copy's forward pass
+    (first, _), (second, second_summary) = records
+    assert str(first) == str(second) and "layer1.0.conv1" in str(second)
+    assert (second.macs_after, second.weight_params_after) == (second_summary.macs, second_summary.weight_params)
+    assert [c.macs_after for c in second.layers] == [c.macs_after for c in first.layers]

@@ -36,11 +36,14 @@ remove them raises :class:`ThinningError` naming the op, instead of producing a 
 
 from __future__ import annotations
 
+import functools
+import itertools
 import math
 import operator
+import types
 import weakref
 from collections import OrderedDict
-from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -97,6 +100,9 @@ class ChannelGraph:
     # Distiller's per-layer counts from the same traced pass (see LayerCounter); None when a counted layer did
     # not see the batch as its first dimension, so the pass cannot stand for one image.
     dense_counts: list[LayerSummary] | None = None
+    # Whether the run that built it depends on shapes alone (see "twins" below): then so do the counts of the
+    # same model with fewer channels, and they may be reused for its twins (verified_counts).
+    shape_only: bool = False
 
     def blocked(self) -> torch.Tensor:
         """Classes that cannot be removed at all (bool per class)."""
@@ -125,6 +131,11 @@ def build_channel_graph(model: nn.Module, input_shape: Sequence[int]) -> Channel
     runs in eval mode under ``no_grad`` so BatchNorm statistics are not touched. The same pass counts MACs
     and weights per layer as Distiller does (``dense_counts``; zeroed weights count), thinning's "before".
     """
+    tree = _tree_key(model, input_shape)
+    known = _TWINS.get(tree) if tree is not None else None
+    if known is not None:  # a copy of a network run before: not even traced
+        _TWINS.move_to_end(tree)
+        return known.graph_for(model)
     try:
         traced = fx.Tracer().trace(model)  # what fx.symbolic_trace records, without compiling a GraphModule
     except Exception as exc:  # fx raises many types (TraceError, TypeError, NotImplementedError, ...)
@@ -151,9 +162,12 @@ def build_channel_graph(model: nn.Module, input_shape: Sequence[int]) -> Channel
         ) from None
     graph = tracer.finish()
     graph.dense_counts = counter.layers if counter.per_image else None
+    graph.shape_only = twin is not None
     if twin is not None:
-        _TWINS[twin] = _Template.of(graph, model)
-        while len(_TWINS) > TWINS_KEPT:
+        template = _Template.of(graph, model)
+        for key in (twin, tree) if tree is not None else (twin,):
+            _TWINS[key] = template
+        while len(_TWINS) > 2 * TWINS_KEPT:
             _TWINS.popitem(last=False)
     return graph
 
@@ -566,8 +580,18 @@ def _keeps_channels(n: fx.Node, ndim: int) -> bool:
 # devices, the input shape and dtype — and a model with the same key gets the graph bound to its own modules.
 # Anything else in a graph (another function, a layer of another class or with hooks) gives no key: that model
 # is run as before.
+#
+# A copy need not even be traced (the trace is most of what is left of a copy's cost): what decides its trace
+# is its modules' classes and attributes and what their forward code reads besides them. Once a network's run is
+# kept, it is also kept under a *tree key* of exactly that — every module's class, plain attributes (the
+# training flag among them), tensor shapes, dtypes and devices and child names; for every module that is not a
+# plain layer, the forward function and what its code (and the class's methods it calls) reads from the class
+# and the module's globals: plain values by value, anything else by identity. A model with the same tree key
+# gets the kept graph without a trace. What is not in the key: the insides of a function defined elsewhere that
+# a forward calls (by identity only), and objects read by identity whose state changed in between.
 TWINS_KEPT = 8
 _TWINS: OrderedDict[Hashable, _Template] = OrderedDict()
+_COUNTS: OrderedDict[Hashable, tuple[LayerSummary, ...]] = OrderedDict()  # tree key -> a verified pass's counts
 _SHAPE_ONLY_MODULES = frozenset({
     *_PASS_MODULES, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d,
     nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.Flatten, nn.ConstantPad1d, nn.ConstantPad2d,
@@ -578,6 +602,7 @@ _SHAPE_ONLY_FUNCTIONS = frozenset({*_PASS_FUNCTIONS, *_ELEMENTWISE_FUNCTIONS, *_
 _SHAPE_ONLY_METHODS = frozenset({*_PASS_METHODS, *_ELEMENTWISE_METHODS, *_RESHAPE_METHODS, *_REDUCE_METHODS,
                                  *_SHAPE_METHODS})
 _PLAIN = frozenset({int, float, bool, str, type(None)})
+_HOOK_TABLES = frozenset({dict, OrderedDict, set})  # a module's hooks and bookkeeping: keyed only when empty
 _SIMPLE = (int, float, bool, str, type(None), torch.dtype, torch.device, torch.memory_format, torch.layout)
 
 
@@ -586,8 +611,26 @@ class _NoKey(Exception):
 
 
 def clear_twins() -> None:
-    """Forget every kept run (for measuring the first copy of a network, and for tests)."""
+    """Forget every kept run and count (for measuring the first copy of a network, and for tests)."""
     _TWINS.clear()
+    _COUNTS.clear()
+
+
+def verified_counts(model: nn.Module, input_shape: Sequence[int],
+                    count: Callable[[], list[LayerSummary]]) -> list[LayerSummary]:
+    """``count()`` (a forward pass that counts, e.g. thinning's check of its result), or what it gave for a model
+    with the same tree key before. Only for a model whose channel graph is ``shape_only``: thinned, it is still
+    one whose forward depends on shapes alone, so a twin's pass can neither fail nor count differently."""
+    key = _tree_key(model, input_shape)
+    if key is not None and key in _COUNTS:
+        _COUNTS.move_to_end(key)
+        return list(_COUNTS[key])
+    layers = count()
+    if key is not None:
+        _COUNTS[key] = tuple(layers)
+        while len(_COUNTS) > TWINS_KEPT:
+            _COUNTS.popitem(last=False)
+    return layers
 
 
 @dataclass(frozen=True)
@@ -616,7 +659,8 @@ class _Template:
                   for table, layers in self.tables}
         return ChannelGraph(self.num_classes, fixed={c: list(sources) for c, sources in self.fixed},
                             locks=list(self.locks),
-                            dense_counts=None if self.dense_counts is None else list(self.dense_counts), **tables)
+                            dense_counts=None if self.dense_counts is None else list(self.dense_counts),
+                            shape_only=True, **tables)
 
 
 def _twin_key(model: nn.Module, graph: fx.Graph, input_shape: Sequence[int]) -> Hashable | None:
@@ -648,6 +692,73 @@ def _twin_key(model: nn.Module, graph: fx.Graph, input_shape: Sequence[int]) -> 
 _GLOBAL_HOOKS = ("_global_forward_hooks", "_global_forward_pre_hooks", "_global_forward_hooks_always_called")
 
 
+def _tree_key(model: nn.Module, input_shape: Sequence[int]) -> Hashable | None:
+    """What decides the trace of ``model`` without tracing it (see above), or None."""
+    if any(getattr(torch.nn.modules.module, hooks, True) for hooks in _GLOBAL_HOOKS):
+        return None
+    try:
+        parts = tuple((name, _layer_key(m) if type(m) in _SHAPE_ONLY_MODULES else _container_key(m))
+                      for name, m in model.named_modules())
+    except (_NoKey, TypeError):
+        return None
+    return "tree", tuple(input_shape), torch.get_default_dtype(), parts
+
+
+def _container_key(m: nn.Module) -> tuple[Any, ...]:
+    """A module whose forward is not a plain layer's: its class, attributes and what its code reads."""
+    kind = type(m)
+    return kind, _state_key(m, children=True), tuple((name, _read_key(value)) for name, value in _code_reads(kind))
+
+
+def _code_reads(kind: type) -> list[tuple[str, Any]]:
+    """Names read by ``kind.forward`` and the methods of ``kind`` it calls, resolved on the class, then in the
+    function's globals (builtins and instance attributes are not looked up here)."""
+    reads: list[tuple[str, Any]] = [("forward", kind.forward)]
+    seen: set[Any] = set()
+    todo = [kind.forward]
+    while todo:
+        fn = todo.pop()
+        code = getattr(fn, "__code__", None)
+        if code is None or code in seen:
+            continue
+        seen.add(code)
+        for name in _names(code):
+            for source in (*(vars(c) for c in kind.__mro__), fn.__globals__):
+                if name in source:
+                    value = source[name]
+                    reads.append((name, value))
+                    if callable(value) and getattr(value, "__module__", None) == kind.__module__:
+                        todo.append(value)  # a helper of the same module (a _forward_impl): its reads too
+                    break
+    return reads
+
+
+@functools.lru_cache(maxsize=256)
+def _names(code: types.CodeType) -> tuple[str, ...]:
+    """Global and attribute names a code object and its nested ones (comprehensions, lambdas) use."""
+    nested = (_names(c) for c in code.co_consts if isinstance(c, types.CodeType))
+    return tuple(dict.fromkeys((*code.co_names, *itertools.chain.from_iterable(nested))))
+
+
+def _read_key(value: Any) -> Any:
+    return (type(value), value) if type(value) in _PLAIN else _Same(value)
+
+
+class _Same:
+    """Equal only to the very same object, which it keeps alive (so its id cannot be reused by another)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Same) and other.value is self.value
+
+    def __hash__(self) -> int:
+        return id(self.value)
+
+
 def _attribute(model: nn.Module, target: str) -> Any:
     value: Any = model
     for atom in target.split("."):
@@ -659,6 +770,12 @@ def _layer_key(m: nn.Module) -> tuple[Any, ...]:
     """A plain torch.nn layer's class and attributes (hooks make it no twin: they may change a result)."""
     if type(m) not in _SHAPE_ONLY_MODULES:
         raise _NoKey
+    return type(m), _state_key(m, children=False)
+
+
+def _state_key(m: nn.Module, *, children: bool) -> tuple[Any, ...]:
+    """A module's own attributes: plain values, its tensors' shapes, dtypes and devices, and (``children``) the
+    names of its submodules. Hooks, or submodules where ``children`` is false, give no key."""
     state = []
     for attr, value in vars(m).items():
         kind = type(value)
@@ -667,12 +784,14 @@ def _layer_key(m: nn.Module) -> tuple[Any, ...]:
         elif attr == "_parameters" or attr == "_buffers":
             state.append((attr, tuple((name, None if t is None else (tuple(t.shape), t.dtype, t.device))
                                       for name, t in value.items())))
-        elif isinstance(value, (dict, set)):  # submodules, hooks: a plain layer has none
+        elif children and attr == "_modules":
+            state.append((attr, tuple((name, child is None) for name, child in value.items())))
+        elif kind in _HOOK_TABLES:
             if value and attr != "_non_persistent_buffers_set":
                 raise _NoKey
-        else:
+        else:  # anything else: an instance-level forward, a helper object, ... gives no key (_value_key raises)
             state.append((attr, _value_key(value, {})))
-    return type(m), tuple(state)
+    return tuple(state)
 
 
 def _value_key(value: Any, index: dict[fx.Node, int]) -> Any:

@@ -55,6 +55,7 @@ from edgeprune.pruning.dependency import (
     channel_graph,
     is_depthwise,
     one_intra_op_thread,
+    verified_counts,
 )
 from edgeprune.pruning.masks import MasksDict
 
@@ -161,7 +162,7 @@ def _thin(
         thinner = _InPlaceThinner(optimizer, masks or {})
         try:
             changes = [_thin_layer(name, plan, thinner) for name, plan in plans.items()]
-            after = _verify(model, shape, function) if changes else before
+            after = _verify(model, shape, function, graph.shape_only) if changes else before
         except BaseException:
             thinner.rollback()
             raise
@@ -196,9 +197,12 @@ def _module_order(model: nn.Module) -> dict[nn.Module, int]:
     return {m: i for i, m in enumerate(model.modules())}
 
 
-def _verify(model: nn.Module, shape: tuple[int, ...], function: str) -> ModelSummary:
-    """A forward pass on the thinned model (which also recounts MACs); failure undoes the thinning."""
+def _verify(model: nn.Module, shape: tuple[int, ...], function: str, shape_only: bool) -> ModelSummary:
+    """A forward pass on the thinned model (which also recounts MACs); failure undoes the thinning. A twin of a
+    model thinned and verified before (``shape_only`` graphs only) reuses that pass's counts."""
     try:
+        if shape_only:
+            return summarize(model, shape, verified_counts(model, shape, lambda: model_summary(model, shape).layers))
         return model_summary(model, shape)
     except ConfigError as exc:
         raise ThinningError(
