@@ -781,13 +781,13 @@ def _state_key(m: nn.Module, *, children: bool) -> tuple[Any, ...]:
         kind = type(value)
         if kind in _PLAIN:
             state.append((attr, kind, value))
-        elif attr == "_parameters" or attr == "_buffers":
-            state.append((attr, tuple((name, None if t is None else (tuple(t.shape), t.dtype, t.device))
-                                      for name, t in value.items())))
-        elif children and attr == "_modules":
-            state.append((attr, tuple((name, child is None) for name, child in value.items())))
-        elif kind in _HOOK_TABLES:
-            if value and attr != "_non_persistent_buffers_set":
+        elif kind in _HOOK_TABLES:  # dicts and sets: hooks and bookkeeping, tensors, submodules
+            if attr == "_parameters" or attr == "_buffers":
+                state.append((attr, tuple((name, None if t is None else (t.shape, t.dtype, t.device))
+                                          for name, t in value.items())))
+            elif children and attr == "_modules":
+                state.append((attr, tuple((name, child is None) for name, child in value.items())))
+            elif value and attr != "_non_persistent_buffers_set":
                 raise _NoKey
         else:  # anything else: an instance-level forward, a helper object, ... gives no key (_value_key raises)
             state.append((attr, _value_key(value, {})))
