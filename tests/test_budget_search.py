@@ -24,6 +24,8 @@ from edgeprune.agents.latency_jobs import LATENCY_JOBS, LatencyJobError, QueuedM
 from edgeprune.agents.queue import JobQueue, get_queue
 from edgeprune.agents.status import latency_notes
 from edgeprune.budget_search.budget import Budget
+from edgeprune.budget_search.greedy import greedy_path
+from edgeprune.budget_search.importance import LossOracle, widths_tag
 from edgeprune.budget_search.latency import PROBE, LatencyTable, export_kernel
 from edgeprune.budget_search.predict import LatencyModel, kernel_macs, kernel_sum, networks_needed, terms
 from edgeprune.budget_search.run import SearchSettings, search
@@ -218,28 +220,59 @@ def test_an_impossible_budget_names_the_fastest_measured_latency(digits_model: s
     assert "Ask for at least" in (err.value.hint or "")
 
 
-def test_a_width_that_removes_only_dead_filters_costs_nothing_and_known_costs_are_not_remeasured() -> None:
-    from edgeprune.budget_search.importance import measure_costs, narrowings
-
+def test_the_loss_oracle_measures_each_configuration_once_and_dead_filters_cost_nothing() -> None:
     torch.manual_seed(0)
     model = create_model("resnet20_cifar").eval()
     with torch.no_grad():  # eight filters that contribute nothing (BN at its initial statistics passes zeros on)
         model.layer1[0].conv1.weight[8:].zero_()
     space = build_space(model)
     batches = [(torch.randn(16, 3, 32, 32), torch.randint(0, 10, (16,)))]
-    seen: list[tuple[str, int]] = []
-    costs = measure_costs(model, "resnet20_cifar", batches, space, on_measured=lambda n, w, _c: seen.append((n, w)))
-    assert seen == narrowings(space)  # every narrower width of every unit, each once
-    assert abs(costs["layer1.0.conv1"].loss[8]) < 1e-6  # the L1 ranking removes exactly the dead ones
-    assert costs["layer1.1.conv1"].loss[8] != 0 and costs["conv1"].loss[8] != 0  # live filters do matter
-    assert all(c.loss[u.width] == 0 for u in space.units for c in [costs[u.name]])
+    seen: list[str] = []
+    oracle = LossOracle(model, "resnet20_cifar", batches, space, on_measured=lambda tag, _loss: seen.append(tag))
+    assert abs(oracle({"layer1.0.conv1": 8})) < 1e-6  # the L1 ranking removes exactly the dead ones
+    assert oracle({"layer1.1.conv1": 8}) != 0 and oracle({"conv1": 8}) != 0  # live filters do matter
+    assert oracle(space.dense) == 0.0
+    assert oracle.measured_now == len(seen) == 4  # dense and three narrowed, each once
+    assert seen[:2] == ["16-8-16-16-32-32-32-32-64-64-64-64", widths_tag(space, space.dense)]
 
-    known = {name: {w: c for w, c in cost.loss.items()} for name, cost in costs.items() if name != "conv1"}
-    again: list[tuple[str, int]] = []
-    resumed = measure_costs(model, "resnet20_cifar", batches, space, known=known,
-                            on_measured=lambda n, w, _c: again.append((n, w)))
-    assert again == [("conv1", 8)]  # only what was not known
-    assert resumed["conv1"].loss[8] == pytest.approx(costs["conv1"].loss[8])
+    resumed: list[str] = []
+    again = LossOracle(model, "resnet20_cifar", batches, space, known=oracle.losses,
+                       on_measured=lambda tag, _loss: resumed.append(tag))
+    assert again({"conv1": 8}) == oracle({"conv1": 8}) and again.measured_now == 0 and not resumed
+
+
+def test_the_greedy_path_measures_lazily_and_takes_the_steps_measuring_every_step_would(resnet20,
+                                                                                       tmp_path: Path) -> None:
+    space = build_space(resnet20)
+    table = LatencyTable(QUICK, tmp_path, fingerprint={"made": "up"})  # made up, narrower is faster: about the search
+    table.entries = {k.key: 0.001 + 1e-8 * kernel_macs(k) for k in space.all_kernels()}
+    latency = LatencyModel(space, table, (0.2, 0.5, 0.9, 0.004, 0.05))
+    weight = {u.name: 1.0 + i % 5 for i, u in enumerate(space.units)}
+    calls: list[str] = []
+
+    def compounding(widths: dict[str, int]) -> float:  # each cut hurts more the more is cut already
+        calls.append(widths_tag(space, widths))
+        return sum(weight[u.name] * (1 - widths[u.name] / u.width) for u in space.units) ** 2
+
+    def every_step(budget: float) -> dict[str, int]:  # NetAdapt measuring every unit's step at every step
+        widths = dict(space.dense)
+        while latency.predict(widths) > budget:
+            steps = [{**widths, u.name: u.options[u.options.index(widths[u.name]) - 1]}
+                     for u in space.units if widths[u.name] != u.options[0]]
+            widths = min(steps, key=lambda w: (compounding(w) - compounding(widths))
+                         / (latency.predict(widths) - latency.predict(w)))
+        return widths
+
+    dense_ms = latency.predict(space.dense)
+    budgets = [0.8 * dense_ms, 0.6 * dense_ms]
+    path = greedy_path(space, latency, compounding, budgets)
+    lazy_calls = len(calls)
+    assert all(w is not None and latency.predict(w) <= b for w, b in zip(path, budgets, strict=True))
+    assert all(path[0][u.name] >= path[1][u.name] for u in space.units)  # the tighter budget is further along
+    calls.clear()
+    assert path == [every_step(b) for b in budgets]
+    assert lazy_calls < len(calls) / 2
+    assert greedy_path(space, latency, compounding, [0.01 * dense_ms]) == [None]  # beyond the narrowest
 
 
 def test_cli_bad_budget_is_one_clear_error(tmp_path: Path) -> None:

@@ -9,15 +9,15 @@ The steps, each recorded in ``OUT/search.json`` so that an interrupted search re
 2. **Dense and calibration** — the dense network, the narrowest one and a few random configurations are
    measured whole; the latency model is fitted on them (:mod:`edgeprune.budget_search.predict`). A budget below the
    narrowest network's measured latency is refused with that latency.
-3. **Sensitivity** — every unit thinned alone to every narrower width of its grid, the loss increase on a fixed
-   set of training images measured (:mod:`edgeprune.budget_search.importance`); saved as it goes.
-4. **Candidates** — the greedy search (:func:`~edgeprune.budget_search.greedy.greedy_widths`) at the budget and at
-   slightly tighter predicted budgets (a hedge against prediction error); each candidate is pruned and thinned
+3. **Candidates** — the greedy search (:func:`~edgeprune.budget_search.greedy.greedy_path`), which measures the
+   loss of each configuration it considers on a fixed set of training images
+   (:mod:`edgeprune.budget_search.importance`, saved as it goes), at the budget and at slightly tighter
+   predicted budgets (a hedge against prediction error); each candidate is pruned and thinned
    by its own Distiller schedule through ``edgeprune prune``'s code, exported, and measured whole. Those over
    the budget are dropped; if none is left, the model is refitted with them and tighter candidates are tried,
    and if still none measures under the budget the narrowest network (measured under it in step 2) is taken,
    with a warning.
-5. **Fine-tuning** — the candidates under budget with the least estimated loss are fine-tuned (optionally
+4. **Fine-tuning** — the candidates under budget with the least estimated loss are fine-tuned (optionally
    distilled from the dense model), and the one with the best validation top-1 is the result.
 
 Output: ``OUT/best/`` holds the schedule (``edgeprune prune MODEL schedule.yaml --thin`` gives the same widths),
@@ -34,7 +34,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from rich.console import Console
 
@@ -42,8 +42,8 @@ from edgeprune.agents.artifacts import get_artifact_store
 from edgeprune.agents.latency_jobs import QueuedMeasurer
 from edgeprune.agents.queue import get_queue
 from edgeprune.budget_search.budget import Budget
-from edgeprune.budget_search.greedy import greedy_widths, uniform_widths
-from edgeprune.budget_search.importance import UnitCost, estimated_loss, measure_costs, narrowings
+from edgeprune.budget_search.greedy import greedy_path, uniform_widths
+from edgeprune.budget_search.importance import LossOracle
 from edgeprune.budget_search.latency import LatencyTable, LocalMeasurer, Measurer
 from edgeprune.budget_search.predict import LatencyModel, networks_needed
 from edgeprune.budget_search.report import write_report
@@ -60,7 +60,6 @@ from edgeprune.measurement.target import Target
 from edgeprune.training.loop import TrainConfig
 from edgeprune.training.seeding import seed_everything
 
-T = TypeVar("T")
 STATE_FILE = "search.json"
 HEDGES = (1.0, 0.97, 0.94, 0.91, 0.88)  # predicted budgets tried, as fractions of the real one
 
@@ -78,7 +77,7 @@ class SearchSettings:
     # least predict.networks_needed, twice the model's terms)
     candidates: int = 3  # candidates measured whole per round
     finetune: int = 2  # of those under budget, how many are fine-tuned
-    sensitivity_images: int = 1024  # training images the loss increase of each width is measured on
+    loss_images: int = 1024  # training images the loss of each configuration the search considers is measured on
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=1, lr=0.01, progress=False))
     distill: DistillConfig | None = None
     eval_limit: int | None = None  # test images for the accuracies (None: the whole split)
@@ -171,7 +170,7 @@ def search(model_spec: str, data: str, out_dir: str | Path, settings: SearchSett
     state = _State(out / STATE_FILE, {"model": str(model_spec), "data": str(data), "latency": str(budget),
                                       "target": asdict(settings.target), "steps": settings.steps,
                                       "align": settings.align, "min_fraction": settings.min_fraction,
-                                      "sensitivity_images": settings.sensitivity_images, "seed": settings.seed})
+                                      "loss_images": settings.loss_images, "seed": settings.seed})
 
     # 1. the table
     measurer = _measurer(settings, console)
@@ -200,50 +199,44 @@ def search(model_spec: str, data: str, out_dir: str | Path, settings: SearchSett
     console.print(f"dense {dense.measured_ms:.4g} ms, budget {budget_ms:.4g} ms ({budget}); latency model: "
                   f"{latency.describe()}", highlight=False)
 
-    # 3. sensitivity of every unit at every width
+    # 3. candidates: the greedy path, then each candidate measured whole
     norm = normalization_for(loaded, train_data)
-    loader = BatchLoader(evenly_spaced(train_data, settings.sensitivity_images), 128, shuffle=False, augment=False,
+    loader = BatchLoader(evenly_spaced(train_data, settings.loss_images), 128, shuffle=False, augment=False,
                          mean=norm["mean"], std=norm["std"])
-    saved = state.extra.setdefault("sensitivity", {})  # unit -> {width (as text): loss increase}; kept on resume
-    known = {name: {int(w): v for w, v in widths.items()} for name, widths in saved.items()}
-    todo = len([1 for name, w in narrowings(space) if w not in known.get(name, {})])
-
-    def measured(tick: Callable[[int, int], None]) -> dict[str, UnitCost]:
-        def save(name: str, width: int, increase: float) -> None:
-            saved.setdefault(name, {})[str(width)] = increase
+    losses = state.extra.setdefault("losses", {})  # widths tag -> loss on the images; kept on resume
+    with console.status("measuring the loss of the configurations the greedy search considers") as status:
+        def save(tag: str, value: float) -> None:
+            losses[tag] = value
             state.save()
-            tick(sum(len(v) for v in saved.values()) - sum(len(v) for v in known.values()), todo)
-        return measure_costs(model, loaded.arch, loader, space, known=known, on_measured=save)
+            status.update(f"greedy search: {oracle.measured_now} configurations measured now, "
+                          f"{len(losses)} in all")
 
-    costs = _with_progress(console, "sensitivity of each width", todo, measured)
-
-    # 4. candidates, measured whole
-    uniform = uniform_widths(space, latency, budget_ms)
-    if uniform is not None:
-        networks.measure(uniform, "uniform", predicted=latency.predict(uniform),
-                         loss=estimated_loss(costs, uniform))
-    feasible: list[Measured] = []
-    for _round in range(3):
-        for hedge in HEDGES:
-            widths = greedy_widths(space, latency, costs, budget_ms * hedge)
-            if widths is None or any(m.widths == widths for m in feasible):
-                continue
-            m = networks.measure(widths, "candidate", predicted=latency.predict(widths),
-                                 loss=estimated_loss(costs, widths), hedge=hedge)
-            if m.measured_ms <= budget_ms and m not in feasible:
-                feasible.append(m)
-            if len([c for c in networks.seen if c.kind == "candidate"]) >= settings.candidates * (_round + 1):
+        oracle = LossOracle(model, loaded.arch, loader, space, known=losses, on_measured=save)
+        uniform = uniform_widths(space, latency, budget_ms)
+        if uniform is not None:
+            networks.measure(uniform, "uniform", predicted=latency.predict(uniform), loss=oracle(uniform))
+        feasible: list[Measured] = []
+        for _round in range(3):
+            path = greedy_path(space, latency, oracle, [budget_ms * hedge for hedge in HEDGES])
+            for hedge, widths in zip(HEDGES, path, strict=True):
+                if widths is None or any(m.widths == widths for m in feasible):
+                    continue
+                m = networks.measure(widths, "candidate", predicted=latency.predict(widths), loss=oracle(widths),
+                                     hedge=hedge)
+                if m.measured_ms <= budget_ms and m not in feasible:
+                    feasible.append(m)
+                if len([c for c in networks.seen if c.kind == "candidate"]) >= settings.candidates * (_round + 1):
+                    break
+            if feasible:
                 break
-        if feasible:
-            break
-        latency = networks.refit(table)  # the misses teach the model; try tighter candidates
+            latency = networks.refit(table)  # the misses teach the model; try tighter candidates
     if not feasible:  # the narrowest network measured under the budget above: it is the fallback
         console.print(f"[yellow]warning:[/] no candidate measured under {budget_ms:.4g} ms although predicted to; "
                       "the latency of this device varies more than the search hedges (a busy machine?), so the "
                       "narrowest network, measured under the budget, is taken", highlight=False)
         feasible = [narrowest]
 
-    # 5. fine-tune the most promising, pick by validation accuracy
+    # 4. fine-tune the most promising, pick by validation accuracy
     dense_top1 = networks.top1(model_spec)
     ranked = sorted(feasible, key=lambda m: m.estimated_loss or 0.0)[:max(1, settings.finetune)]
     for m in ranked:
@@ -343,13 +336,12 @@ def _measurer(settings: SearchSettings, console: Console) -> Measurer:
                           console=console)
 
 
-def _with_progress(console: Console, what: str, total: int, run: Callable[[Callable[[int, int], None]], T]) -> T:
-    """``run(tick)`` under a progress bar of ``total`` steps (none when there is nothing to do); its result."""
+def _with_progress(console: Console, what: str, total: int, run: Callable[[Callable[[int, int], None]], Any]) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     if total == 0:
-        return run(lambda _done, _total: None)
+        return
     with Progress(TextColumn(what), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console,
                   transient=True) as progress:
         task = progress.add_task(what, total=total)
-        return run(lambda done, _total: progress.update(task, completed=done))
+        run(lambda done, _total: progress.update(task, completed=done))

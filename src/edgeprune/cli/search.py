@@ -41,8 +41,9 @@ def search(
                                             "SIMD channel block).")] = 8,
     min_fraction: Annotated[float, typer.Option(help="No layer narrower than this fraction of its width.")] = 0.25,
     calibration: Annotated[int, typer.Option(help="Whole networks measured to fit the latency model.")] = 6,
-    sensitivity_images: Annotated[int, typer.Option(
-        min=1, help="Training images the loss of every unit at every width is measured on.")] = 1024,
+    loss_images: Annotated[int, typer.Option(
+        min=1, help="Training images the loss of each width configuration the search considers is measured on.")
+    ] = 1024,
     candidates: Annotated[int, typer.Option(help="Candidates measured whole per round.")] = 3,
     finetune: Annotated[int, typer.Option(help="Candidates under budget that are fine-tuned; the best wins.")] = 2,
     retrain_epochs: Annotated[int, typer.Option(help="Fine-tuning epochs per candidate.")] = 1,
@@ -75,7 +76,7 @@ def search(
     target = Target(backend=backend, device=device, batch=batch, threads=threads, precision=precision)
     settings = SearchSettings(
         latency=latency, target=target, steps=width_steps, align=align, min_fraction=min_fraction,
-        calibration=calibration, sensitivity_images=sensitivity_images, candidates=candidates,
+        calibration=calibration, loss_images=loss_images, candidates=candidates,
         finetune=finetune, eval_limit=eval_limit,
         train=TrainConfig(epochs=retrain_epochs, lr=lr, batch_size=batch_size, seed=seed, progress=False),
         distill=distill, cache_dir=str(cache) if cache else None, seed=seed, queue=queue, artifacts=artifacts)
