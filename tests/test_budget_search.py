@@ -175,7 +175,7 @@ def test_bad_budgets_say_how_to_write_one(text: str) -> None:
 def _settings(latency: str, cache: Path) -> SearchSettings:
     return SearchSettings(latency=latency, target=QUICK, steps=4, min_fraction=0.25, calibration=3, candidates=2,
                           finetune=1, train=TrainConfig(epochs=1, lr=0.01, batch_size=64, progress=False),
-                          eval_limit=200, cache_dir=str(cache))
+                          eval_limit=200, loss_images=128, cache_dir=str(cache))
 
 
 @pytest.fixture(scope="module")

@@ -77,7 +77,7 @@ class SearchSettings:
     # least predict.networks_needed, twice the model's terms)
     candidates: int = 3  # candidates measured whole per round
     finetune: int = 2  # of those under budget, how many are fine-tuned
-    loss_images: int = 1024  # training images the loss of each configuration the search considers is measured on
+    loss_images: int = 512  # training images the loss of each configuration the search considers is measured on
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=1, lr=0.01, progress=False))
     distill: DistillConfig | None = None
     eval_limit: int | None = None  # test images for the accuracies (None: the whole split)

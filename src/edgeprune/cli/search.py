@@ -43,7 +43,7 @@ def search(
     calibration: Annotated[int, typer.Option(help="Whole networks measured to fit the latency model.")] = 6,
     loss_images: Annotated[int, typer.Option(
         min=1, help="Training images the loss of each width configuration the search considers is measured on.")
-    ] = 1024,
+    ] = 512,
     candidates: Annotated[int, typer.Option(help="Candidates measured whole per round.")] = 3,
     finetune: Annotated[int, typer.Option(help="Candidates under budget that are fine-tuned; the best wins.")] = 2,
     retrain_epochs: Annotated[int, typer.Option(help="Fine-tuning epochs per candidate.")] = 1,

@@ -64,6 +64,7 @@ def run_search(rd: RunDir, baseline: Baseline, data: str, settings: DemoSettings
                     rounds=3)  # a demo: fewer rounds than a real search's 5
     found = search(str(baseline.checkpoint), data, rd.root / "search", SearchSettings(
         latency=settings.search, target=target, steps=4, calibration=4, candidates=2, finetune=1,
+        loss_images=256,  # a demo: a quarter of the digits' training images rank the widths well enough
         train=TrainConfig(epochs=max(1, settings.retrain_epochs), lr=settings.retrain_lr,
                           batch_size=settings.batch_size, seed=settings.seed, progress=False),
         distill=settings.distill, seed=settings.seed), console=console)
