@@ -7,9 +7,9 @@
   interaction a per-layer knapsack must approximate. Each step's loss is measured *in context* (the network
   as narrowed so far), lazily: a step's rise measured at an earlier point of the path stands in until it is
   the cheapest, and is then measured again where the path is now; only a step measured where the path is can
-  be taken. Damage compounds as a network narrows, so an older rise is an optimistic bound, and re-measuring
-  the front-runner until it stays in front takes what measuring every step afresh would — at a few
-  measurements per step instead of one per unit.
+  be taken. Damage compounds as a network narrows, so an older rise is an optimistic bound; where it is one,
+  re-measuring the front-runner until it stays in front takes the step measuring every unit afresh would
+  (tested), at a few measurements per step instead of one per unit.
 * :func:`uniform_widths` (the baseline every method is compared with): every unit at the same fraction of its
   dense width, the largest fraction whose prediction meets the budget.
 
