@@ -214,6 +214,13 @@ def test_a_search_meets_its_budget_and_its_schedule_reproduces_the_widths(digits
     assert resumed.best.widths == result.best.widths and resumed.best.measured_ms == result.best.measured_ms
 
 
+def test_no_loss_images_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="--loss-images must be at least 1, got 0"):
+        search("resnet20_cifar", "digits", tmp_path / "s",
+               replace(_settings("0.8x", tmp_path / "cache"), loss_images=0))
+    assert not (tmp_path / "s").exists()
+
+
 def test_an_impossible_budget_names_the_fastest_measured_latency(digits_model: str, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"the fastest, every unit at its narrowest, measures [0-9.]+ ms") as err:
         search(digits_model, "digits", tmp_path / "s", _settings("0.01x", tmp_path / "cache"))

@@ -157,6 +157,9 @@ def search(model_spec: str, data: str, out_dir: str | Path, settings: SearchSett
     settings = settings or SearchSettings()
     console = console or Console(stderr=True)
     budget = Budget.parse(settings.latency)
+    if settings.loss_images < 1:
+        raise ConfigError(f"--loss-images must be at least 1, got {settings.loss_images}.",
+                          hint="512 (the default) ranks the widths of a CIFAR ResNet well.")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     seed_everything(settings.seed)
