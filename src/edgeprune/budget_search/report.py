@@ -23,6 +23,10 @@ KIND_COLOURS = {"dense": "#222222", "narrowest": "#888888", "calibration": "#1f7
                 "candidate": "#2ca02c"}
 
 
+LOSS_RISE = ("mean cross-entropy on the search's training images of the network thinned, its BatchNorm statistics "
+             "re-estimated, minus the dense network's")
+
+
 def prediction_figure(result: SearchResult) -> Figure | None:
     points = [m for m in result.measured if m.predicted_ms is not None]
     if not points:
@@ -84,7 +88,8 @@ def render(result: SearchResult, space: SearchSpace, fingerprint: Mapping[str, A
             f"<th>fraction</th></tr>{widths}</table>"
             + (f"<h2>Predicted against measured latency</h2>{figure_svg(fig)}" if fig is not None else "")
             + "<h2>Every network measured</h2><table><tr><th>kind</th><th>measured ms</th><th>predicted ms</th>"
-              "<th>error %</th><th>under budget</th><th>MACs</th><th>estimated loss</th><th>top-1 pruned</th>"
+              "<th>error %</th><th>under budget</th><th>MACs</th>"
+              f"<th title=\"{LOSS_RISE}\">loss rise</th><th>top-1 pruned</th>"
               f"<th>top-1 fine-tuned</th><th>widths ({', '.join(u.name for u in space.units)})</th></tr>{measured}"
               "</table></body></html>\n")
 
