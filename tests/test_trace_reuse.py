@@ -241,3 +241,14 @@ def test_a_thinned_twin_reuses_the_verified_counts_of_the_first(monkeypatch: pyt
     assert str(first) == str(second) and "layer1.0.conv1" in str(second)
     assert (second.macs_after, second.weight_params_after) == (second_summary.macs, second_summary.weight_params)
     assert [c.macs_after for c in second.layers] == [c.macs_after for c in first.layers]
+
+
+@pytest.mark.parametrize("arch", ["mobilenet_cifar", "preact_resnet20_cifar", "vgg11_bn_cifar", "simplenet_mnist"])
+def test_a_copy_of_a_zoo_network_gets_the_graph_a_fresh_trace_gives(arch: str, counted: dict[str, int]) -> None:
+    model = create_model(arch).eval()
+    build_channel_graph(model, model.input_shape)
+    copied = copy.deepcopy(model)
+    reused = build_channel_graph(copied, copied.input_shape)
+    assert counted == {"trace": 1, "run": 1}
+    clear_twins()
+    assert graph_tables(reused) == graph_tables(build_channel_graph(copied, copied.input_shape))
