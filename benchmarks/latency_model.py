@@ -22,10 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 from edgeprune.budget_search.latency import LatencyTable
-from edgeprune.budget_search.predict import LatencyModel, kernel_sum, networks_needed
+from edgeprune.budget_search.predict import LatencyModel, networks_needed
 from edgeprune.budget_search.space import SearchSpace, Widths, build_space, render_widths_schedule, thinned
 from edgeprune.conversion.torch_onnx import export_proto
 from edgeprune.measurement.environment import environment
@@ -39,13 +37,6 @@ def measure_whole(model, space: SearchSpace, arch: str, widths: Widths, target: 
     path.write_bytes(export_proto(net, space.input_shape, batch=target.batch, exporter="torchscript")
                      .SerializeToString())
     return target.latency_ms(path)
-
-
-def _scaled(space: SearchSpace, table: LatencyTable, measured: list) -> LatencyModel:
-    """The earlier model, ``scale * kernel sum + offset``, fitted by least squares."""
-    sums = np.array([kernel_sum(space, table, w) for w, _ in measured])
-    scale, offset = np.polyfit(sums, np.array([ms for _, ms in measured]), 1)
-    return LatencyModel.scaled(space, table, float(scale), float(offset))
 
 
 def run(arch: str, args: argparse.Namespace, target: Target) -> dict:
@@ -66,8 +57,7 @@ def run(arch: str, args: argparse.Namespace, target: Target) -> dict:
         count = max(args.calibration, networks_needed(space)) if args.model == "full" else args.calibration
         calibration = [space.dense, space.narrowest] + [draw() for _ in range(count - 2)]
         measured = [(w, measure_whole(model, space, arch, w, target, work)) for w in calibration]
-        fitted = _scaled(space, table, measured) if args.model == "scaled-sum" else LatencyModel.fit(space, table,
-                                                                                                     measured)
+        fitted = (LatencyModel.fit_scaled if args.model == "scaled-sum" else LatencyModel.fit)(space, table, measured)
         rows = []
         for _ in range(args.configs):
             widths = draw()

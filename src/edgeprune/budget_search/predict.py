@@ -126,6 +126,13 @@ class LatencyModel:
             resolutions = _resolutions(space)
             x = np.stack([features(space, table, w, resolutions) for w, _ in measured])
             return cls(space, table, tuple(float(c) for c in _nonnegative_lstsq(x, lat)))
+        return cls.fit_scaled(space, table, measured)
+
+    @classmethod
+    def fit_scaled(cls, space: SearchSpace, table: LatencyTable,
+                   measured: Sequence[tuple[Mapping[str, int], float]]) -> LatencyModel:
+        """``scale * kernel sum + offset`` by least squares (with a single network, only its offset)."""
+        lat = np.array([ms for _, ms in measured])
         sums = np.array([kernel_sum(space, table, w) for w, _ in measured])
         if len(measured) == 1 or np.ptp(sums) < 1e-9:
             return cls.scaled(space, table, 1.0, float(np.mean(lat - sums)))

@@ -602,7 +602,7 @@ _SHAPE_ONLY_FUNCTIONS = frozenset({*_PASS_FUNCTIONS, *_ELEMENTWISE_FUNCTIONS, *_
 _SHAPE_ONLY_METHODS = frozenset({*_PASS_METHODS, *_ELEMENTWISE_METHODS, *_RESHAPE_METHODS, *_REDUCE_METHODS,
                                  *_SHAPE_METHODS})
 _PLAIN = frozenset({int, float, bool, str, type(None)})
-_HOOK_TABLES = frozenset({dict, OrderedDict, set})  # a module's hooks and bookkeeping: keyed only when empty
+_HOOK_TABLES = frozenset({dict, OrderedDict, set})  # a module's tables: its tensors, children, hooks
 _SIMPLE = (int, float, bool, str, type(None), torch.dtype, torch.device, torch.memory_format, torch.layout)
 
 
@@ -696,18 +696,21 @@ def _tree_key(model: nn.Module, input_shape: Sequence[int]) -> Hashable | None:
     """What decides the trace of ``model`` without tracing it (see above), or None."""
     if any(getattr(torch.nn.modules.module, hooks, True) for hooks in _GLOBAL_HOOKS):
         return None
+    reads: dict[type, tuple[Any, ...]] = {}  # per class, read once per key: the blocks of a ResNet share theirs
     try:
-        parts = tuple((name, _layer_key(m) if type(m) in _SHAPE_ONLY_MODULES else _container_key(m))
+        parts = tuple((name, _layer_key(m) if type(m) in _SHAPE_ONLY_MODULES else _container_key(m, reads))
                       for name, m in model.named_modules())
     except (_NoKey, TypeError):
         return None
     return "tree", tuple(input_shape), torch.get_default_dtype(), parts
 
 
-def _container_key(m: nn.Module) -> tuple[Any, ...]:
+def _container_key(m: nn.Module, reads: dict[type, tuple[Any, ...]]) -> tuple[Any, ...]:
     """A module whose forward is not a plain layer's: its class, attributes and what its code reads."""
     kind = type(m)
-    return kind, _state_key(m, children=True), tuple((name, _read_key(value)) for name, value in _code_reads(kind))
+    if kind not in reads:
+        reads[kind] = tuple((name, _read_key(value)) for name, value in _code_reads(kind))
+    return kind, _state_key(m, children=True), reads[kind]
 
 
 def _code_reads(kind: type) -> list[tuple[str, Any]]:
