@@ -5,7 +5,10 @@ For each budget (a fraction of the dense model's measured latency), three networ
 *measures* under the budget:
 
 * **greedy** — ``edgeprune search``'s widths, chosen on the fitted latency model;
-* **uniform** — every unit at the same fraction of its width (L1 filter pruning), on the same model;
+* **uniform-internal** — the issue's method (b): L1 filter pruning of every block-internal conv (a unit of one
+  conv, which no residual stream reads) at the same fraction of its width, the residual streams kept dense;
+* **uniform-all** — every unit at the same fraction of its width, residual streams included (a stronger
+  baseline than (b) on this network);
 * **suggested** (with ``--sensitivity CSV``) — ``edgeprune schedule suggest --target-macs M`` from a filter
   sensitivity analysis, at the largest M (in steps of 0.02 from the budget's fraction down) whose network
   measures under the budget: what a user without a latency search would do.
@@ -57,6 +60,8 @@ def main() -> None:
     p.add_argument("--cache", default=None)
     p.add_argument("--sensitivity", type=Path, default=None, help="a filter sensitivity CSV: adds `suggested`")
     p.add_argument("--json", type=Path, default=None)
+    p.add_argument("--methods", nargs="+", default=None, choices=["greedy", "uniform-internal", "uniform-all",
+                                                                  "suggested"], help="run only these methods")
     args = p.parse_args()
     target = Target()
     train = load_dataset(args.data, "train")
@@ -92,12 +97,16 @@ def main() -> None:
     batches = BatchLoader(evenly_spaced(train, 1024), 128, shuffle=False, augment=False, mean=norm["mean"],
                           std=norm["std"])
     oracle = LossOracle(model, loaded.arch, batches, space)
+    internal = {u.name for u in space.units if len(u.members) == 1}
     choose = {"greedy": lambda ms: greedy_path(space, latency, oracle, [ms])[0],
-              "uniform": lambda ms: uniform_widths(space, latency, ms)}
+              "uniform-internal": lambda ms: uniform_widths(space, latency, ms, only=internal),
+              "uniform-all": lambda ms: uniform_widths(space, latency, ms)}
+    methods = args.methods or ["greedy", "uniform-internal", "uniform-all", "suggested"]
+    choose = {name: pick for name, pick in choose.items() if name in methods}
     rows = []
     for fraction in args.budgets:
         budget = fraction * dense_ms
-        if args.sensitivity is not None:
+        if args.sensitivity is not None and "suggested" in methods:
             rows += suggested(args, loaded.arch, fraction, budget, pruned_network)
         for method, pick in choose.items():
             widths = None
