@@ -5,8 +5,9 @@ For each budget (a fraction of the dense model's measured latency), three networ
 *measures* under the budget:
 
 * **greedy** — ``edgeprune search``'s widths, chosen on the fitted latency model;
-* **uniform-internal** — the issue's method (b): L1 filter pruning of every block-internal conv (a unit of one
-  conv, which no residual stream reads) at the same fraction of its width, the residual streams kept dense;
+* **uniform-internal** — the issue's method (b): one Distiller L1 filter pruner on every block-internal conv (a
+  unit of one conv, which no residual stream reads), the residual streams kept dense, at the lowest sparsity (in
+  steps of 0.05) whose network measures under the budget; its widths are not aligned to the search's grid;
 * **uniform-all** — every unit at the same fraction of its width, residual streams included (a stronger
   baseline than (b) on this network);
 * **suggested** (with ``--sensitivity CSV``) — ``edgeprune schedule suggest --target-macs M`` from a filter
@@ -30,7 +31,7 @@ import random
 import tempfile
 from pathlib import Path
 
-from edgeprune.analysis.suggest import suggest_schedule
+from edgeprune.analysis.suggest import FilterPrunerSpec, one_shot_filter_schedule, suggest_schedule
 from edgeprune.budget_search.greedy import greedy_path, uniform_widths
 from edgeprune.budget_search.importance import LossOracle
 from edgeprune.budget_search.latency import LatencyTable
@@ -47,6 +48,7 @@ from edgeprune.training.loop import TrainConfig
 
 HEDGES = [1.0 - 0.03 * i for i in range(12)]
 MAC_STEP = 0.02
+SPARSITY_STEP = 0.05
 
 
 def main() -> None:
@@ -97,9 +99,8 @@ def main() -> None:
     batches = BatchLoader(evenly_spaced(train, 1024), 128, shuffle=False, augment=False, mean=norm["mean"],
                           std=norm["std"])
     oracle = LossOracle(model, loaded.arch, batches, space)
-    internal = {u.name for u in space.units if len(u.members) == 1}
+    internal = [f"{u.name}.weight" for u in space.units if len(u.members) == 1]
     choose = {"greedy": lambda ms: greedy_path(space, latency, oracle, [ms])[0],
-              "uniform-internal": lambda ms: uniform_widths(space, latency, ms, only=internal),
               "uniform-all": lambda ms: uniform_widths(space, latency, ms)}
     methods = args.methods or ["greedy", "uniform-internal", "uniform-all", "suggested"]
     choose = {name: pick for name, pick in choose.items() if name in methods}
@@ -108,6 +109,8 @@ def main() -> None:
         budget = fraction * dense_ms
         if args.sensitivity is not None and "suggested" in methods:
             rows += suggested(args, loaded.arch, fraction, budget, pruned_network)
+        if "uniform-internal" in methods:
+            rows += uniform_internal(internal, loaded.arch, fraction, budget, pruned_network)
         for method, pick in choose.items():
             widths = None
             for hedge in HEDGES:  # the widest choice whose network measures under the budget
@@ -161,6 +164,21 @@ def suggested(args: argparse.Namespace, arch: str, fraction: float, budget: floa
                      "macs": net["macs"], "ckpt": net["ckpt"], "dir": str(net["dir"])}]
         target -= MAC_STEP
     print(f"{fraction:.2f}x suggested: no MAC target measured under the budget")
+    return []
+
+
+def uniform_internal(weights: list[str], arch: str, fraction: float, budget: float, pruned_network) -> list[dict]:
+    """The issue's (b): one L1 filter pruner on ``weights``, at the lowest sparsity (in steps of
+    ``SPARSITY_STEP``) whose network measures under the budget."""
+    for step in range(1, round(1 / SPARSITY_STEP)):
+        sparsity = round(step * SPARSITY_STEP, 4)
+        schedule = one_shot_filter_schedule([FilterPrunerSpec("uniform_internal", sparsity, weights)], arch, None,
+                                            [f"Uniform L1 filter pruning of every block-internal conv at {sparsity}"])
+        net = pruned_network(f"uniform-internal-{sparsity}", schedule)
+        if net["ms"] <= budget:
+            return [{"budget": fraction, "budget_ms": budget, "method": "uniform-internal", "sparsity": sparsity,
+                     "macs": net["macs"], "ckpt": net["ckpt"], "dir": str(net["dir"])}]
+    print(f"{fraction:.2f}x uniform-internal: no sparsity measured under the budget")
     return []
 
 

@@ -24,7 +24,7 @@ from edgeprune.agents.latency_jobs import LATENCY_JOBS, LatencyJobError, QueuedM
 from edgeprune.agents.queue import JobQueue, get_queue
 from edgeprune.agents.status import latency_notes
 from edgeprune.budget_search.budget import Budget
-from edgeprune.budget_search.greedy import greedy_path, uniform_widths
+from edgeprune.budget_search.greedy import greedy_path
 from edgeprune.budget_search.importance import LossOracle, widths_tag
 from edgeprune.budget_search.latency import PROBE, LatencyTable, export_kernel
 from edgeprune.budget_search.predict import LatencyModel, kernel_macs, kernel_sum, networks_needed, terms
@@ -280,33 +280,6 @@ def test_the_greedy_path_measures_lazily_and_takes_the_steps_measuring_every_ste
     assert path == [every_step(b) for b in budgets]
     assert lazy_calls < len(calls) / 2
     assert greedy_path(space, latency, compounding, [0.01 * dense_ms]) == [None]  # beyond the narrowest
-
-
-def test_uniform_widths_narrow_every_unit_or_only_the_named_ones_to_the_widest_fraction_that_fits(
-        resnet20, tmp_path: Path) -> None:
-    space = build_space(resnet20)
-    table = LatencyTable(QUICK, tmp_path, fingerprint={"made": "up"})
-    table.entries = {k.key: 0.001 + 1e-8 * kernel_macs(k) for k in space.all_kernels()}
-    latency = LatencyModel(space, table, (0.2, 0.5, 0.9, 0.004, 0.05))
-    internal = {u.name for u in space.units if len(u.members) == 1}  # each block's conv1: nothing else reads it
-    assert len(internal) == 9
-    budget = 0.7 * latency.predict(space.dense)
-    for only in (None, internal):
-        widths = uniform_widths(space, latency, budget, only=only)
-        assert widths is not None and latency.predict(widths) <= budget
-        narrowed = [u for u in space.units if only is None or u.name in only]
-        assert all(widths[u.name] == u.width for u in space.units if u not in narrowed)
-        fraction = max(widths[u.name] / u.width for u in narrowed)
-        assert fraction < 1
-        # every narrowed unit sits at the widest of its options within that fraction ...
-        assert all(widths[u.name] == max((o for o in u.options if o <= fraction * u.width + 1e-9),
-                                         default=u.options[0]) for u in narrowed)
-        # ... and the next wider fraction misses the budget
-        wider = min(o / u.width for u in narrowed for o in u.options if o / u.width > fraction + 1e-9)
-        looser = {**widths, **{u.name: max(o for o in u.options if o <= wider * u.width + 1e-9) for u in narrowed
-                               if any(o <= wider * u.width + 1e-9 for o in u.options)}}
-        assert latency.predict(looser) > budget
-    assert uniform_widths(space, latency, 0.01 * latency.predict(space.dense)) is None
 
 
 def test_cli_bad_budget_is_one_clear_error(tmp_path: Path) -> None:

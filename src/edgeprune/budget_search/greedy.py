@@ -10,16 +10,15 @@
   be taken. Damage compounds as a network narrows, so an older rise is an optimistic bound; where it is one,
   re-measuring the front-runner until it stays in front takes the step measuring every unit afresh would
   (tested), at a few measurements per step instead of one per unit.
-* :func:`uniform_widths` (the baselines every method is compared with): every unit, or only some (a ResNet's
-  block-internal convs), at the same fraction of its dense width, the largest fraction whose prediction meets
-  the budget.
+* :func:`uniform_widths` (the baseline every method is compared with): every unit at the same fraction of its
+  dense width, the largest fraction whose prediction meets the budget.
 
 Budgets nothing on the grid meets give ``None``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 
 from edgeprune.budget_search.predict import LatencyModel
 from edgeprune.budget_search.space import SearchSpace, Widths
@@ -76,14 +75,11 @@ def _next_steps(space: SearchSpace, model: LatencyModel, widths: Widths,
     return steps
 
 
-def uniform_widths(space: SearchSpace, model: LatencyModel, budget_ms: float,
-                   only: Collection[str] | None = None) -> Widths | None:
-    """Every unit (or every unit named in ``only``, the others kept dense) at the same fraction of its width."""
-    narrowed = [u for u in space.units if only is None or u.name in only]
-    fractions = sorted({o / u.width for u in narrowed for o in u.options}, reverse=True)
+def uniform_widths(space: SearchSpace, model: LatencyModel, budget_ms: float) -> Widths | None:
+    fractions = sorted({o / u.width for u in space.units for o in u.options}, reverse=True)
     for f in fractions:  # widest first: every unit at the widest of its widths within f of its dense width
-        widths = {**space.dense, **{u.name: max((o for o in u.options if o <= f * u.width + 1e-9),
-                                                default=u.options[0]) for u in narrowed}}
+        widths = {u.name: max((o for o in u.options if o <= f * u.width + 1e-9), default=u.options[0])
+                  for u in space.units}
         if model.predict(widths) <= budget_ms:
             return widths
     return None
