@@ -190,9 +190,15 @@ def digits_model(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 def test_a_search_meets_its_budget_and_its_schedule_reproduces_the_widths(digits_model: str, tmp_path: Path) -> None:
     out = tmp_path / "search"
-    result = search(digits_model, "digits", out, _settings("0.85x", tmp_path / "cache"))
+    result = search(digits_model, "digits", out, replace(_settings("0.85x", tmp_path / "cache"), finetune=2))
     assert result.best.measured_ms <= result.budget_ms == pytest.approx(0.85 * result.dense.measured_ms)
     assert result.best.top1_finetuned is not None and result.best.top1_pruned is not None
+    # picked by top-1 on held-out training images, never by the test split; the uniform network competes
+    tuned = [m for m in result.measured if m.top1_validation is not None]
+    assert 1 <= len(tuned) <= 2 and all(m.measured_ms <= result.budget_ms for m in tuned)
+    assert result.best.top1_validation == max(m.top1_validation for m in tuned)
+    for uniform in (m for m in result.measured if m.kind == "uniform"):  # none if none is predicted to fit
+        assert (uniform in tuned) == (uniform.measured_ms <= result.budget_ms)
     assert result.table_measured_now > 0
     state = json.loads((out / "search.json").read_text())
     assert state["extra"]["best"]["widths"] == result.best.widths
@@ -209,15 +215,17 @@ def test_a_search_meets_its_budget_and_its_schedule_reproduces_the_widths(digits
     assert (out / "best" / "model.onnx").is_file() and (out / "best" / "model.xml").is_file()
 
     # a second search on the same device measures no kernel again, and the resumed one re-measures no network
-    resumed = search(digits_model, "digits", out, _settings("0.85x", tmp_path / "cache"))
+    resumed = search(digits_model, "digits", out, replace(_settings("0.85x", tmp_path / "cache"), finetune=2))
     assert resumed.table_measured_now == 0
     assert resumed.best.widths == result.best.widths and resumed.best.measured_ms == result.best.measured_ms
 
 
-def test_no_loss_images_is_refused_before_anything_is_written(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="--loss-images must be at least 1, got 0"):
-        search("resnet20_cifar", "digits", tmp_path / "s",
-               replace(_settings("0.8x", tmp_path / "cache"), loss_images=0))
+@pytest.mark.parametrize("change, said", [({"loss_images": 0}, "--loss-images must be at least 1, got 0"),
+                                          ({"validation_share": 1.0}, "--validation-share must be between 0 and 1"),
+                                          ({"validation_share": 0.0}, "--validation-share must be between 0 and 1")])
+def test_bad_search_settings_are_refused_before_anything_is_written(change: dict, said: str, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=said):
+        search("resnet20_cifar", "digits", tmp_path / "s", replace(_settings("0.8x", tmp_path / "cache"), **change))
     assert not (tmp_path / "s").exists()
 
 

@@ -629,3 +629,23 @@ def test_evenly_spaced_samples_cover_a_class_sorted_split() -> None:
     assert len(picked) == 50 and set(picked.labels.tolist()) == set(range(10))
     assert np.array_equal(evenly_spaced(ds, 50).labels, picked.labels)  # deterministic
     assert len(evenly_spaced(ds, 5000)) == 1000
+
+
+def test_hold_out_splits_off_the_evenly_spaced_images_and_trains_on_none_of_them() -> None:
+    from edgeprune.data import ImageDataset, evenly_spaced, hold_out
+    from edgeprune.errors import DataError
+
+    labels = np.repeat(np.arange(10), 100)
+    images = np.zeros((1000, 4, 4, 3), dtype=np.uint8)
+    images[:, 0, 0, 0] = np.arange(1000) % 256  # with the label, an id per image: (id, label) is unique
+    ds = ImageDataset(images, labels, [str(i) for i in range(10)], "sorted", "train", "memory")
+    rest, held = hold_out(ds, 100)
+    assert (len(rest), len(held), held.split, rest.split) == (900, 100, "holdout", "train")
+    assert set(held.labels.tolist()) == set(range(10))  # every class, although the split is sorted by class
+    np.testing.assert_array_equal(held.labels, evenly_spaced(ds, 100).labels)
+    seen = {(int(i), int(lab)) for i, lab in zip(rest.images[:, 0, 0, 0], rest.labels, strict=True)}
+    kept = {(int(i), int(lab)) for i, lab in zip(held.images[:, 0, 0, 0], held.labels, strict=True)}
+    assert not seen & kept and len(seen | kept) == 1000
+    for n in (0, 1000):
+        with pytest.raises(DataError, match=f"Cannot hold out {n} of the 1000 images of memory"):
+            hold_out(ds, n)

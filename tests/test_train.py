@@ -145,6 +145,22 @@ def test_train_and_eval_jobs_with_adam(tmp_path) -> None:
     assert ev.normalize == {"mean": pytest.approx(list(mean)), "std": pytest.approx(list(std))}
 
 
+def test_holdout_validates_on_training_images_the_run_never_trains_on(tmp_path) -> None:
+    proc = run_cli("train", "resnet20_cifar", "--data", "digits", "--epochs", "1", "--batch-size", "64", "--lr",
+                   "0.05", "--holdout", "300", "-o", str(tmp_path / "run"))
+    assert proc.returncode == 0, proc.stderr
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    # the held-out images are the 300 spread over the training split: what `eval --split train --spread` takes
+    held = evaluate_model(str(tmp_path / "run" / "checkpoint.pth"), "digits", split="train", limit=300, spread=True)
+    assert held.images == 300 and history[-1]["top1"] == pytest.approx(held.metrics["top1"])
+    test = evaluate_model(str(tmp_path / "run" / "checkpoint.pth"), "digits")
+    assert test.images == 359 and test.metrics["top1"] != pytest.approx(held.metrics["top1"])
+    too_many = run_cli("train", "resnet20_cifar", "--data", "digits", "--epochs", "1", "--holdout", "5000", "-o",
+                       str(tmp_path / "bad"))
+    said = " ".join(too_many.stderr.split())
+    assert too_many.returncode != 0 and "Traceback" not in said and "Cannot hold out 5000 of the" in said
+
+
 def test_eval_rejects_a_model_with_the_wrong_number_of_classes(tmp_path) -> None:
     with pytest.raises(ConfigError, match="predicts 100 classes but data 'digits'"):
         from edgeprune.models.checkpoint import save_checkpoint

@@ -25,6 +25,8 @@ KIND_COLOURS = {"dense": "#222222", "narrowest": "#888888", "calibration": "#1f7
 
 LOSS_RISE = ("mean cross-entropy on the search's training images of the network thinned, its BatchNorm statistics "
              "re-estimated, minus the dense network's")
+HELD_OUT = ("after fine-tuning, on the training images held out of it (--validation-share): the search picks its "
+            "result by this, never by the test split")
 
 
 def prediction_figure(result: SearchResult) -> Figure | None:
@@ -67,8 +69,10 @@ def render(result: SearchResult, space: SearchSpace, fingerprint: Mapping[str, A
         "dense model": f"{dense.measured_ms:.4g} ms, {dense.macs:,} MACs, top-1 {result.dense_top1:.2f}",
         "result": f"{best.measured_ms:.4g} ms measured ({best.measured_ms / result.budget_ms:.3f} of the budget, "
                   f"{dense.measured_ms / best.measured_ms:.2f}x faster), {best.macs:,} MACs",
-        "accuracy": f"before pruning {result.dense_top1:.2f}, after pruning {_fmt(best.top1_pruned, '.2f')}, "
-                    f"after fine-tuning {_fmt(best.top1_finetuned, '.2f')}",
+        "accuracy (test split)": f"before pruning {result.dense_top1:.2f}, after pruning "
+                                 f"{_fmt(best.top1_pruned, '.2f')}, after fine-tuning "
+                                 f"{_fmt(best.top1_finetuned, '.2f')}",
+        "picked by": f"top-1 {_fmt(best.top1_validation, '.2f')} on the held-out training images",
         "latency table": f"{result.table_kernels} kernels, {result.table_measured_now} measured by this run",
         "written": dt.datetime.now().isoformat(timespec="seconds"),
     }
@@ -79,7 +83,8 @@ def render(result: SearchResult, space: SearchSpace, fingerprint: Mapping[str, A
                              _fmt(None if m.predicted_ms is None else 100 * (m.predicted_ms - m.measured_ms)
                                   / m.measured_ms, "+.1f"),
                              "yes" if m.measured_ms <= result.budget_ms else "no", f"{m.macs:,}" if m.macs else "—",
-                             _fmt(m.estimated_loss, ".4f"), _fmt(m.top1_pruned, ".2f"), _fmt(m.top1_finetuned, ".2f"),
+                             _fmt(m.estimated_loss, ".4f"), _fmt(m.top1_pruned, ".2f"), _fmt(m.top1_validation, ".2f"),
+                             _fmt(m.top1_finetuned, ".2f"),
                              " ".join(str(m.widths[u.name]) for u in space.units)]) for m in result.measured)
     fig = prediction_figure(result)
     return (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>edgeprune search</title>"
@@ -90,7 +95,8 @@ def render(result: SearchResult, space: SearchSpace, fingerprint: Mapping[str, A
             + "<h2>Every network measured</h2><table><tr><th>kind</th><th>measured ms</th><th>predicted ms</th>"
               "<th>error %</th><th>under budget</th><th>MACs</th>"
               f"<th title=\"{LOSS_RISE}\">loss rise</th><th>top-1 pruned</th>"
-              f"<th>top-1 fine-tuned</th><th>widths ({', '.join(u.name for u in space.units)})</th></tr>{measured}"
+              f"<th title=\"{HELD_OUT}\">top-1 held out</th><th>top-1 fine-tuned (test)</th>"
+              f"<th>widths ({', '.join(u.name for u in space.units)})</th></tr>{measured}"
               "</table></body></html>\n")
 
 

@@ -17,8 +17,12 @@ The steps, each recorded in ``OUT/search.json`` so that an interrupted search re
    the budget are dropped; if none is left, the model is refitted with them and tighter candidates are tried,
    and if still none measures under the budget the narrowest network (measured under it in step 2) is taken,
    with a warning.
-4. **Fine-tuning** — the candidates under budget with the least estimated loss are fine-tuned (optionally
-   distilled from the dense model), and the one with the best validation top-1 is the result.
+4. **Fine-tuning** — the candidates under budget with the least estimated loss, and the uniform-width network
+   if it measured under the budget, are fine-tuned (optionally distilled from the dense model) on the training
+   split less a held-out share of it (``validation_share``), and the one with the best top-1 on those held-out
+   images is the result: the test split never picks, it only reports. The uniform network takes the last
+   fine-tuning slot because it is the obvious alternative a user would try: the search returns it when it
+   validates better, rather than a worse greedy one.
 
 Output: ``OUT/best/`` holds the schedule (``edgeprune prune MODEL schedule.yaml --thin`` gives the same widths),
 the fine-tuned checkpoint, its ONNX file (and OpenVINO IR for the openvino backend); ``OUT/report.html`` shows
@@ -32,7 +36,7 @@ import json
 import random
 import shutil
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +52,7 @@ from edgeprune.budget_search.latency import LatencyTable, LocalMeasurer, Measure
 from edgeprune.budget_search.predict import LatencyModel, networks_needed
 from edgeprune.budget_search.report import write_report
 from edgeprune.budget_search.space import SearchSpace, Widths, build_space, render_widths_schedule
-from edgeprune.data import BatchLoader, evenly_spaced, load_dataset
+from edgeprune.data import BatchLoader, evenly_spaced, hold_out, load_dataset
 from edgeprune.distillation import DistillConfig
 from edgeprune.errors import ConfigError
 from edgeprune.fileio import write_json, write_text
@@ -78,6 +82,7 @@ class SearchSettings:
     candidates: int = 3  # candidates measured whole per round
     finetune: int = 2  # of those under budget, how many are fine-tuned
     loss_images: int = 512  # training images the loss of each configuration the search considers is measured on
+    validation_share: float = 0.1  # of the training images, held out of fine-tuning to pick the result by
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=1, lr=0.01, progress=False))
     distill: DistillConfig | None = None
     eval_limit: int | None = None  # test images for the accuracies (None: the whole split)
@@ -100,7 +105,8 @@ class Measured:
     macs: int | None = None
     checkpoint: str | None = None
     top1_pruned: float | None = None
-    top1_finetuned: float | None = None
+    top1_finetuned: float | None = None  # on the test split
+    top1_validation: float | None = None  # after fine-tuning, on the held-out training images: what picks
 
 
 @dataclass
@@ -160,11 +166,16 @@ def search(model_spec: str, data: str, out_dir: str | Path, settings: SearchSett
     if settings.loss_images < 1:
         raise ConfigError(f"--loss-images must be at least 1, got {settings.loss_images}.",
                           hint="512 (the default) ranks the widths of a CIFAR ResNet well.")
+    if not 0 < settings.validation_share < 1:
+        raise ConfigError(f"--validation-share must be between 0 and 1, got {settings.validation_share}.",
+                          hint="0.1 (the default) holds out a tenth of the training images to pick the result by.")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     seed_everything(settings.seed)
     train_data = load_dataset(data, "train")
     loaded = load_model_for_data(model_spec, train_data)
+    holdout = max(1, round(settings.validation_share * len(train_data)))
+    train = replace(settings.train, holdout=holdout)
     model = loaded.model.eval()
     space = build_space(model, steps=settings.steps, min_fraction=settings.min_fraction, align=settings.align)
     if not space.units:
@@ -173,7 +184,9 @@ def search(model_spec: str, data: str, out_dir: str | Path, settings: SearchSett
     state = _State(out / STATE_FILE, {"model": str(model_spec), "data": str(data), "latency": str(budget),
                                       "target": asdict(settings.target), "steps": settings.steps,
                                       "align": settings.align, "min_fraction": settings.min_fraction,
-                                      "loss_images": settings.loss_images, "seed": settings.seed})
+                                      "loss_images": settings.loss_images, "seed": settings.seed,
+                                      "train": {**asdict(train), "progress": None},
+                                      "distill": asdict(settings.distill) if settings.distill else None})
 
     # 1. the table
     measurer = _measurer(settings, console)
@@ -185,7 +198,7 @@ def search(model_spec: str, data: str, out_dir: str | Path, settings: SearchSett
     _with_progress(console, "measuring kernels", todo, lambda tick: table.measure(kernels, tick))
 
     # 2. dense, narrowest, calibration
-    networks = _Networks(model_spec, data, loaded.arch, space, settings, table, out, state, console)
+    networks = _Networks(model_spec, data, loaded.arch, space, settings, train, table, out, state, console)
     dense = networks.measure(space.dense, "dense")
     budget_ms = budget.ms(dense.measured_ms)
     narrowest = networks.measure(space.narrowest, "narrowest")
@@ -204,7 +217,8 @@ def search(model_spec: str, data: str, out_dir: str | Path, settings: SearchSett
 
     # 3. candidates: the greedy path, then each candidate measured whole
     norm = normalization_for(loaded, train_data)
-    loader = BatchLoader(evenly_spaced(train_data, settings.loss_images), 128, shuffle=False, augment=False,
+    fine_tuned_on, _ = hold_out(train_data, holdout)  # the held-out images judge nothing before the end
+    loader = BatchLoader(evenly_spaced(fine_tuned_on, settings.loss_images), 128, shuffle=False, augment=False,
                          mean=norm["mean"], std=norm["std"])
     losses = state.extra.setdefault("losses", {})  # widths tag -> loss on the images; kept on resume
     with console.status("measuring the loss of the configurations the greedy search considers") as status:
@@ -215,9 +229,9 @@ def search(model_spec: str, data: str, out_dir: str | Path, settings: SearchSett
                           f"{len(losses)} in all")
 
         oracle = LossOracle(model, loaded.arch, loader, space, known=losses, on_measured=save)
-        uniform = uniform_widths(space, latency, budget_ms)
-        if uniform is not None:
-            networks.measure(uniform, "uniform", predicted=latency.predict(uniform), loss=oracle(uniform))
+        uniform_choice = uniform_widths(space, latency, budget_ms)
+        uniform = None if uniform_choice is None else networks.measure(
+            uniform_choice, "uniform", predicted=latency.predict(uniform_choice), loss=oracle(uniform_choice))
         feasible: list[Measured] = []
         for _round in range(3):
             path = greedy_path(space, latency, oracle, [budget_ms * hedge for hedge in HEDGES])
@@ -239,12 +253,15 @@ def search(model_spec: str, data: str, out_dir: str | Path, settings: SearchSett
                       "narrowest network, measured under the budget, is taken", highlight=False)
         feasible = [narrowest]
 
-    # 4. fine-tune the most promising, pick by validation accuracy
+    # 4. fine-tune the most promising and the uniform network, pick by accuracy on the held-out images
     dense_top1 = networks.top1(model_spec)
-    ranked = sorted(feasible, key=lambda m: m.estimated_loss or 0.0)[:max(1, settings.finetune)]
+    slots = max(1, settings.finetune)
+    ranked = sorted(feasible, key=lambda m: m.estimated_loss or 0.0)[:slots]
+    if uniform is not None and uniform.measured_ms <= budget_ms and uniform not in ranked and slots > 1:
+        ranked = [*ranked[:slots - 1], uniform]
     for m in ranked:
         networks.finetune(m)
-    best = max(ranked, key=lambda m: m.top1_finetuned or 0.0)
+    best = max(ranked, key=lambda m: m.top1_validation or 0.0)
     networks.publish(best, out / "best")
     measured_by = sorted(measurer.measured_by) if isinstance(measurer, QueuedMeasurer) else ["this machine"]
     result = SearchResult(out, budget_ms, dense, best, state.measured, len(kernels), table.measured_now,
@@ -261,8 +278,9 @@ class _Networks:
     """Prune, thin, export and measure whole networks; fine-tune and evaluate them. Everything goes to disk."""
 
     def __init__(self, model_spec: str, data: str, arch: str, space: SearchSpace, settings: SearchSettings,
-                 table: LatencyTable, out: Path, state: _State, console: Console) -> None:
+                 train: TrainConfig, table: LatencyTable, out: Path, state: _State, console: Console) -> None:
         self.model_spec, self.data, self.arch, self.space, self.settings = model_spec, data, arch, space, settings
+        self.train = train  # the fine-tuning recipe, its held-out share set
         self.table = table
         self.out, self.state, self.console = out, state, console
         self.seen: list[Measured] = []  # measured (or replayed) by this run, in order: a resume decides the same
@@ -315,9 +333,9 @@ class _Networks:
         distill = self.settings.distill
         if distill is not None and distill.teacher == "dense":
             distill = DistillConfig(**{**asdict(distill), "teacher": self.model_spec})
-        result, _ = train_model(m.checkpoint, self.data, run_dir, self.settings.train, distill=distill,
-                                console=self.console)
-        m.top1_finetuned = float(result.final["top1"])
+        result, _ = train_model(m.checkpoint, self.data, run_dir, self.train, distill=distill, console=self.console)
+        m.top1_validation = float(result.final["top1"])
+        m.top1_finetuned = self.top1(str(run_dir / "checkpoint.pth"))
         self.state.save()
 
     def publish(self, m: Measured, best: Path) -> None:

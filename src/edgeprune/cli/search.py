@@ -45,7 +45,10 @@ def search(
         min=1, help="Training images the loss of each width configuration the search considers is measured on.")
     ] = 512,
     candidates: Annotated[int, typer.Option(help="Candidates measured whole per round.")] = 3,
-    finetune: Annotated[int, typer.Option(help="Candidates under budget that are fine-tuned; the best wins.")] = 2,
+    finetune: Annotated[int, typer.Option(help="Candidates under budget that are fine-tuned (the uniform-width "
+                                               "network among them when it meets the budget); the best wins.")] = 2,
+    validation_share: Annotated[float, typer.Option(help="Share of the training images held out of fine-tuning; "
+                                                         "the candidate with the best top-1 on them wins.")] = 0.1,
     retrain_epochs: Annotated[int, typer.Option(help="Fine-tuning epochs per candidate.")] = 1,
     lr: Annotated[float, typer.Option(help="Fine-tuning learning rate (cosine).")] = 0.01,
     batch_size: Annotated[int, typer.Option(help="Fine-tuning minibatch size.")] = 128,
@@ -77,7 +80,7 @@ def search(
     settings = SearchSettings(
         latency=latency, target=target, steps=width_steps, align=align, min_fraction=min_fraction,
         calibration=calibration, loss_images=loss_images, candidates=candidates,
-        finetune=finetune, eval_limit=eval_limit,
+        finetune=finetune, validation_share=validation_share, eval_limit=eval_limit,
         train=TrainConfig(epochs=retrain_epochs, lr=lr, batch_size=batch_size, seed=seed, progress=False),
         distill=distill, cache_dir=str(cache) if cache else None, seed=seed, queue=queue, artifacts=artifacts)
     result = run_search(model, data, output, settings, console=err)
@@ -87,6 +90,7 @@ def search(
     best = result.best
     out.print(f"best: {best.measured_ms:.4g} ms measured (budget {result.budget_ms:.4g} ms, dense "
               f"{result.dense.measured_ms:.4g} ms), top-1 {best.top1_finetuned:.2f} after fine-tuning "
-              f"(dense {result.dense_top1:.2f}, {best.top1_pruned:.2f} after pruning)", highlight=False)
+              f"(dense {result.dense_top1:.2f}, {best.top1_pruned:.2f} after pruning; "
+              f"{best.top1_validation:.2f} on the held-out training images that picked it)", highlight=False)
     out.print(f"schedule {output / 'best' / 'schedule.yaml'}  model {output / 'best' / 'model.pth'}  "
               f"report {output / 'report.html'}", highlight=False)

@@ -45,6 +45,9 @@ def train(
     device: Annotated[str, typer.Option(help="auto | cpu | cuda[:N].")] = "auto",
     channels_last: Annotated[bool, typer.Option(help="Use the channels_last memory format.")] = False,
     resume: Annotated[bool, typer.Option(help="Continue from OUTPUT's last checkpoint if there is one.")] = True,
+    holdout: Annotated[int, typer.Option(min=0, help="Hold out N training images, evenly spaced over the split, "
+                                                     "and validate on them instead of the test split (0: the "
+                                                     "test split).")] = 0,
     schedule: ScheduleOpt = None,
     schedule_changed: Annotated[str, typer.Option(help="On resume, if --schedule differs from the checkpoint's: "
                                                        "refuse (list the changes) | continue (under the edited "
@@ -69,7 +72,7 @@ def train(
                              teacher_wt=kd_teacher_wt, start_epoch=kd_start_epoch)
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, momentum=momentum,
                       nesterov=nesterov, weight_decay=weight_decay, lr_schedule=lr_schedule, augment=augment,
-                      seed=seed, device=device, channels_last=channels_last)
+                      seed=seed, device=device, channels_last=channels_last, holdout=holdout)
     result, _ = train_model(model, data, output, cfg, arch=arch, schedule=schedule, resume=resume, console=err,
                             schedule_changed=schedule_changed, distill=distill)
     f = result.final

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgeprune.data.dataset import ImageDataset, channel_stats, evenly_spaced
+from edgeprune.data.dataset import ImageDataset, channel_stats, evenly_spaced, hold_out
 from edgeprune.data.loading import load_dataset
 
 
@@ -37,4 +37,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["BatchLoader", "ImageDataset", "channel_stats", "evenly_spaced", "load_dataset"]
+__all__ = ["BatchLoader", "ImageDataset", "channel_stats", "evenly_spaced", "hold_out", "load_dataset"]

@@ -114,7 +114,25 @@ def evenly_spaced(ds: ImageDataset, n: int) -> ImageDataset:
     samples of a split are all of one class — an evaluation or an importance estimate on them is biased.
     """
     count = min(int(n), len(ds))
-    return ds.subset(indices=np.linspace(0, len(ds) - 1, count).round().astype(np.int64)) if count else ds.subset(0)
+    return ds.subset(indices=_spread(len(ds), count)) if count else ds.subset(0)
+
+
+def hold_out(ds: ImageDataset, n: int) -> tuple[ImageDataset, ImageDataset]:
+    """``(rest, held)``: ``n`` samples spaced evenly over ``ds`` (as :func:`evenly_spaced` takes them) split off
+    as ``held``, split ``holdout``: a validation set drawn from a training split, which ``rest`` never sees."""
+    if not 0 < n < len(ds):
+        raise DataError(f"Cannot hold out {n} of the {len(ds)} images of {ds.source} ({ds.split}): it must be "
+                        f"between 1 and {len(ds) - 1}.")
+    chosen = np.zeros(len(ds), dtype=bool)
+    chosen[_spread(len(ds), n)] = True
+    held = ds.subset(indices=chosen)
+    held.split = "holdout"
+    return ds.subset(indices=~chosen), held
+
+
+def _spread(size: int, count: int) -> np.ndarray:
+    """``count`` distinct indices spaced evenly over ``range(size)``, the first and last included."""
+    return np.linspace(0, size - 1, count).round().astype(np.int64)
 
 
 def centre_square(images: Any, side: int) -> Any:

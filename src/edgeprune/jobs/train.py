@@ -13,7 +13,7 @@ import torch
 from rich.console import Console
 
 from edgeprune.analysis.run_report import RunReport
-from edgeprune.data import BatchLoader, ImageDataset, evenly_spaced, load_dataset
+from edgeprune.data import BatchLoader, ImageDataset, evenly_spaced, hold_out, load_dataset
 from edgeprune.errors import ConfigError
 from edgeprune.jobs.evaluate import evaluate_exported
 from edgeprune.jobs.inputs import load_model_for_data, normalization_for
@@ -57,12 +57,16 @@ def train_model(
     """
     spec_schedule = load_schedule(schedule) if schedule is not None else None  # bad YAML fails first
     train_data = load_dataset(data, "train")
-    val_data = load_dataset(data, "test")
     seed_everything(config.seed)  # a fresh model's initial weights come from the recorded seed too
     loaded = load_model_for_data(spec, train_data, arch)
+    normalize = normalization_for(loaded, train_data)  # of the whole split, as the model was first trained
+    if config.holdout:
+        train_data, val_data = hold_out(train_data, config.holdout)
+    else:
+        val_data = load_dataset(data, "test")
     trainer = Trainer(
         loaded.model, train_data, val_data, config, out_dir, arch=loaded.arch, arch_kwargs=loaded.arch_kwargs,
-        normalize=normalization_for(loaded, train_data), hooks=hooks or [], console=console,
+        normalize=normalize, hooks=hooks or [], console=console,
         provenance={"model": spec, "data": str(data), "schedule": str(schedule) if schedule else None,
                     "parent": loaded.checkpoint.path if loaded.checkpoint else None},
     )

@@ -67,14 +67,15 @@ class TrainConfig:
     channels_last: bool = False
     eval_batch_size: int = 512
     progress: bool = True
+    holdout: int = 0  # training images held out and validated on instead of the test split (0: the test split)
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"Unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}.")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ConfigError(f"Unknown LR schedule {self.lr_schedule!r}; choose one of {', '.join(LR_SCHEDULES)}.")
-        if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0:
-            raise ConfigError("epochs must be >= 0, batch_size >= 1 and lr > 0.")
+        if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0 or self.holdout < 0:
+            raise ConfigError("epochs must be >= 0, batch_size >= 1, lr > 0 and holdout >= 0.")
 
 
 @dataclass
