@@ -16,6 +16,9 @@ For each budget (a fraction of the dense model's measured latency), three networ
 
 Then all are measured again interleaved (so a slow phase of the machine hits every one), evaluated on the test
 set right after pruning, and — with ``--finetune-epochs N`` — after N epochs of the same fine-tuning recipe.
+With ``--holdout N`` every network is fine-tuned on the training images less N held out (as ``edgeprune search``
+fine-tunes), and ``search-pick`` is what the search returns: of the greedy and the uniform-all network, the one
+with the better top-1 on the held-out images.
 
     python benchmarks/search_methods.py --model ../shared/models/resnet20_cifar10_jpeg.pth \\
         --data ../shared/data/cifar10-jpeg.tar.gz [--sensitivity runs/…/sensitivity.csv] [--budgets 0.75 0.6] \\
@@ -37,7 +40,7 @@ from edgeprune.budget_search.importance import LossOracle
 from edgeprune.budget_search.latency import LatencyTable
 from edgeprune.budget_search.predict import LatencyModel
 from edgeprune.budget_search.space import build_space, render_widths_schedule
-from edgeprune.data import BatchLoader, evenly_spaced, load_dataset
+from edgeprune.data import BatchLoader, evenly_spaced, hold_out, load_dataset
 from edgeprune.jobs.export import export_model
 from edgeprune.jobs.inputs import load_model_for_data, normalization_for
 from edgeprune.jobs.prune import prune_model
@@ -62,6 +65,9 @@ def main() -> None:
     p.add_argument("--cache", default=None)
     p.add_argument("--sensitivity", type=Path, default=None, help="a filter sensitivity CSV: adds `suggested`")
     p.add_argument("--json", type=Path, default=None)
+    p.add_argument("--holdout", type=int, default=0,
+                   help="fine-tune every network on the training images less N held out, as edgeprune search does, "
+                        "and report which of greedy and uniform-all the search would pick by top-1 on them")
     p.add_argument("--methods", nargs="+", default=None, choices=["greedy", "uniform-internal", "uniform-all",
                                                                   "suggested"], help="run only these methods")
     args = p.parse_args()
@@ -96,7 +102,8 @@ def main() -> None:
     latency = LatencyModel.fit(space, table, [(w, network(w)["ms"]) for w in calibration])
     dense_ms = network(space.dense)["ms"]
     norm = normalization_for(loaded, train)
-    batches = BatchLoader(evenly_spaced(train, 1024), 128, shuffle=False, augment=False, mean=norm["mean"],
+    loss_source = hold_out(train, args.holdout)[0] if args.holdout else train
+    batches = BatchLoader(evenly_spaced(loss_source, 1024), 128, shuffle=False, augment=False, mean=norm["mean"],
                           std=norm["std"])
     oracle = LossOracle(model, loaded.arch, batches, space)
     internal = [f"{u.name}.weight" for u in space.units if len(u.members) == 1]
@@ -135,13 +142,26 @@ def main() -> None:
         r["top1_pruned"] = evaluate_model(r["ckpt"], args.data, limit=args.eval_limit, spread=True).metrics["top1"]
         if args.finetune_epochs:
             result, _ = train_model(r["ckpt"], args.data, Path(r["dir"]) / "ft", TrainConfig(
-                epochs=args.finetune_epochs, lr=0.01, weight_decay=1e-4, progress=False))
+                epochs=args.finetune_epochs, lr=0.01, weight_decay=1e-4, progress=False, holdout=args.holdout))
             r["top1_finetuned"] = result.final["top1"]
+            if args.holdout:  # validated on the held-out images: the test split is evaluated apart
+                r["top1_heldout"] = r["top1_finetuned"]
+                r["top1_finetuned"] = evaluate_model(str(Path(r["dir"]) / "ft" / "checkpoint.pth"), args.data,
+                                                     limit=args.eval_limit, spread=True).metrics["top1"]
     dense_top1 = evaluate_model(args.model, args.data, limit=args.eval_limit, spread=True).metrics["top1"]
     print(f"dense: {dense_ms:.4g} ms, top-1 {dense_top1:.2f}; the greedy search measured the loss of "
           f"{oracle.measured_now} configurations")
+    for fraction in args.budgets:  # what edgeprune search returns: of its greedy and uniform networks, the one
+        # with the better top-1 on the held-out images
+        pair = [r for r in rows if r["budget"] == fraction and r["method"] in ("greedy", "uniform-all")
+                and "top1_heldout" in r]
+        if len(pair) == 2:
+            pick = max(pair, key=lambda r: r["top1_heldout"])
+            rows.append({**pick, "method": "search-pick", "picked": pick["method"]})
     for r in rows:
         tuned = f", fine-tuned {r['top1_finetuned']:.2f}" if "top1_finetuned" in r else ""
+        if "top1_heldout" in r:
+            tuned += f" (held-out {r['top1_heldout']:.2f})" + (f", picked {r['picked']}" if "picked" in r else "")
         loss = f", estimated loss {r['estimated_loss']:.3f}" if r.get("estimated_loss") is not None else ""
         print(f"{r['budget']:.2f}x ({r['budget_ms']:.4g} ms) {r['method']:9s} measured {r['measured_ms']:.4g} ms "
               f"({r['measured_ms'] / r['budget_ms']:.3f} of budget), {r['macs']:,} MACs{loss}, "
