@@ -66,6 +66,7 @@ from edgeprune.training.seeding import seed_everything
 
 STATE_FILE = "search.json"
 HEDGES = (1.0, 0.97, 0.94, 0.91, 0.88)  # predicted budgets tried, as fractions of the real one
+REFUSAL_CHECKS = 2  # extra measurements of the narrowest network before a budget is refused as impossible
 
 
 @dataclass
@@ -202,6 +203,10 @@ def search(model_spec: str, data: str, out_dir: str | Path, settings: SearchSett
     dense = networks.measure(space.dense, "dense")
     budget_ms = budget.ms(dense.measured_ms)
     narrowest = networks.measure(space.narrowest, "narrowest")
+    for _ in range(REFUSAL_CHECKS):  # a busy moment must not refuse a budget: measured again before refusing
+        if narrowest.measured_ms <= budget_ms:
+            break
+        networks.measure_again(narrowest)
     if narrowest.measured_ms > budget_ms:
         raise ConfigError(f"No network in the search space meets {budget_ms:.4g} ms ({budget}): the fastest, every "
                           f"unit at its narrowest, measures {narrowest.measured_ms:.4g} ms on "
@@ -317,6 +322,11 @@ class _Networks:
         shown = f", predicted {predicted:.4g} ms" if predicted is not None else ""
         self.console.print(f"{kind}: measured {ms:.4g} ms{shown}, {m.macs:,} MACs", highlight=False)
         return m
+
+    def measure_again(self, m: Measured) -> None:
+        """Measure ``m``'s network once more; it keeps the lower latency."""
+        m.measured_ms = self.table.network_ms(self._dir(m.widths) / "model.onnx", again=True)
+        self.state.save()
 
     def refit(self, table: LatencyTable) -> LatencyModel:
         return LatencyModel.fit(self.space, table, [(m.widths, m.measured_ms) for m in self.seen])
