@@ -130,6 +130,9 @@ def main() -> None:
             if widths is None:
                 print(f"{fraction:.2f}x {method}: nothing on the grid is predicted under the budget")
                 continue
+            if network(widths)["ms"] > budget:
+                print(f"{fraction:.2f}x {method}: no choice down to {HEDGES[-1]:.2f} of the budget measured under it")
+                continue
             net = network(widths)
             rows.append({"budget": fraction, "budget_ms": budget, "method": method, "widths": widths,
                          "macs": net["macs"], "estimated_loss": oracle(widths), "ckpt": net["ckpt"],
