@@ -130,10 +130,10 @@ def main() -> None:
             if widths is None:
                 print(f"{fraction:.2f}x {method}: nothing on the grid is predicted under the budget")
                 continue
-            if network(widths)["ms"] > budget:
+            net = network(widths)
+            if net["ms"] > budget:
                 print(f"{fraction:.2f}x {method}: no choice down to {HEDGES[-1]:.2f} of the budget measured under it")
                 continue
-            net = network(widths)
             rows.append({"budget": fraction, "budget_ms": budget, "method": method, "widths": widths,
                          "macs": net["macs"], "estimated_loss": oracle(widths), "ckpt": net["ckpt"],
                          "dir": str(net["dir"])})
@@ -146,11 +146,12 @@ def main() -> None:
         if args.finetune_epochs:
             result, _ = train_model(r["ckpt"], args.data, Path(r["dir"]) / "ft", TrainConfig(
                 epochs=args.finetune_epochs, lr=0.01, weight_decay=1e-4, progress=False, holdout=args.holdout))
-            r["top1_finetuned"] = result.final["top1"]
             if args.holdout:  # validated on the held-out images: the test split is evaluated apart
-                r["top1_heldout"] = r["top1_finetuned"]
+                r["top1_heldout"] = result.final["top1"]
                 r["top1_finetuned"] = evaluate_model(str(Path(r["dir"]) / "ft" / "checkpoint.pth"), args.data,
                                                      limit=args.eval_limit, spread=True).metrics["top1"]
+            else:
+                r["top1_finetuned"] = result.final["top1"]
     dense_top1 = evaluate_model(args.model, args.data, limit=args.eval_limit, spread=True).metrics["top1"]
     print(f"dense: {dense_ms:.4g} ms, top-1 {dense_top1:.2f}; the greedy search measured the loss of "
           f"{oracle.measured_now} configurations")

@@ -178,7 +178,7 @@ def search(model_spec: str, data: str, out_dir: str | Path, settings: SearchSett
     train_data = load_dataset(data, "train")
     loaded = load_model_for_data(model_spec, train_data)
     holdout = max(1, round(settings.validation_share * len(train_data)))
-    train = replace(settings.train, holdout=holdout)
+    settings = replace(settings, train=replace(settings.train, holdout=holdout))  # fine-tuning holds them out
     model = loaded.model.eval()
     space = build_space(model, steps=settings.steps, min_fraction=settings.min_fraction, align=settings.align)
     if not space.units:
@@ -188,7 +188,7 @@ def search(model_spec: str, data: str, out_dir: str | Path, settings: SearchSett
                                       "target": asdict(settings.target), "steps": settings.steps,
                                       "align": settings.align, "min_fraction": settings.min_fraction,
                                       "loss_images": settings.loss_images, "seed": settings.seed,
-                                      "train": {**asdict(train), "progress": None},
+                                      "train": {**asdict(settings.train), "progress": None},
                                       "distill": asdict(settings.distill) if settings.distill else None})
 
     # 1. the table
@@ -201,7 +201,7 @@ def search(model_spec: str, data: str, out_dir: str | Path, settings: SearchSett
     _with_progress(console, "measuring kernels", todo, lambda tick: table.measure(kernels, tick))
 
     # 2. dense, narrowest, calibration
-    networks = _Networks(model_spec, data, loaded.arch, space, settings, train, table, out, state, console)
+    networks = _Networks(model_spec, data, loaded.arch, space, settings, table, out, state, console)
     dense = networks.measure(space.dense, "dense")
     budget_ms = budget.ms(dense.measured_ms)
     narrowest = networks.measure(space.narrowest, "narrowest")
@@ -286,9 +286,8 @@ class _Networks:
     """Prune, thin, export and measure whole networks; fine-tune and evaluate them. Everything goes to disk."""
 
     def __init__(self, model_spec: str, data: str, arch: str, space: SearchSpace, settings: SearchSettings,
-                 train: TrainConfig, table: LatencyTable, out: Path, state: _State, console: Console) -> None:
+                 table: LatencyTable, out: Path, state: _State, console: Console) -> None:
         self.model_spec, self.data, self.arch, self.space, self.settings = model_spec, data, arch, space, settings
-        self.train = train  # the fine-tuning recipe, its held-out share set
         self.table = table
         self.out, self.state, self.console = out, state, console
         self.seen: list[Measured] = []  # measured (or replayed) by this run, in order: a resume decides the same
@@ -346,7 +345,8 @@ class _Networks:
         distill = self.settings.distill
         if distill is not None and distill.teacher == "dense":
             distill = DistillConfig(**{**asdict(distill), "teacher": self.model_spec})
-        result, _ = train_model(m.checkpoint, self.data, run_dir, self.train, distill=distill, console=self.console)
+        result, _ = train_model(m.checkpoint, self.data, run_dir, self.settings.train, distill=distill,
+                                console=self.console)
         m.top1_validation = float(result.final["top1"])
         m.top1_finetuned = self.top1(str(run_dir / "checkpoint.pth"))
         self.state.save()
