@@ -4,12 +4,15 @@ For each architecture: the search space (aligned width grid by default), the ker
 from the cache), the latency model fitted on the dense network, the narrowest one and random configurations measured
 whole (``--calibration`` in all, at least as many as the model needs; ``--model scaled-sum`` fits the earlier
 ``scale x kernel sum + offset`` instead), then ``--configs`` further random configurations predicted and measured
-whole. Reported: the median absolute error, the share within ±5 % and ±10 %, the table's size and build time, the
-time a prediction takes. ``--align 1`` repeats it on the unaligned grid (every eighth of the dense width, whatever
-the channel count), which is how the grid's resolution was chosen.
+whole. Whole networks are measured as the search measures them: the dense one alone, every other one paired with it
+(``Target.latency_ratio`` times the dense latency; ``--unpaired``: each alone, as before). Reported: the median
+absolute error, the share within ±5 % and ±10 %, the table's size and build time, the time a prediction takes.
+``--align 1`` repeats it on the unaligned grid (every eighth of the dense width, whatever the channel count), which
+is how the grid's resolution was chosen.
 
     python benchmarks/latency_model.py [--arch resnet20_cifar resnet56_cifar] [--configs 30] [--calibration 6]
-        [--model full|scaled-sum] [--align 8] [--backend openvino] [--threads 1] [--cache DIR] [--json out.json]
+        [--model full|scaled-sum] [--align 8] [--backend openvino] [--threads 1] [--unpaired] [--cache DIR]
+        [--json out.json]
 """
 
 from __future__ import annotations
@@ -31,12 +34,10 @@ from edgeprune.measurement.target import Target
 from edgeprune.models import create_model
 
 
-def measure_whole(model, space: SearchSpace, arch: str, widths: Widths, target: Target, work: Path) -> float:
+def export_whole(model, space: SearchSpace, arch: str, widths: Widths, batch: int, path: Path) -> Path:
     net = thinned(model, render_widths_schedule(space, widths, arch))
-    path = work / "net.onnx"
-    path.write_bytes(export_proto(net, space.input_shape, batch=target.batch, exporter="torchscript")
-                     .SerializeToString())
-    return target.latency_ms(path)
+    path.write_bytes(export_proto(net, space.input_shape, batch=batch, exporter="torchscript").SerializeToString())
+    return path
 
 
 def run(arch: str, args: argparse.Namespace, target: Target) -> dict:
@@ -54,9 +55,18 @@ def run(arch: str, args: argparse.Namespace, target: Target) -> dict:
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
+        dense = export_whole(model, space, arch, space.dense, target.batch, work / "dense.onnx")
+        dense_ms = target.latency_ms(dense)
+
+        def measure_whole(widths: Widths) -> float:
+            path = export_whole(model, space, arch, widths, target.batch, work / "net.onnx")
+            if args.unpaired:
+                return target.latency_ms(path)
+            return dense_ms if widths == space.dense else target.latency_ratio(path, dense) * dense_ms
+
         count = max(args.calibration, networks_needed(space)) if args.model == "full" else args.calibration
         calibration = [space.dense, space.narrowest] + [draw() for _ in range(count - 2)]
-        measured = [(w, measure_whole(model, space, arch, w, target, work)) for w in calibration]
+        measured = [(w, measure_whole(w)) for w in calibration]
         fitted = (LatencyModel.fit_scaled if args.model == "scaled-sum" else LatencyModel.fit)(space, table, measured)
         rows = []
         for _ in range(args.configs):
@@ -64,10 +74,11 @@ def run(arch: str, args: argparse.Namespace, target: Target) -> dict:
             t0 = time.perf_counter()
             predicted = fitted.predict(widths)
             predict_ms = (time.perf_counter() - t0) * 1e3
-            rows.append({"predicted_ms": predicted, "measured_ms": measure_whole(model, space, arch, widths, target,
-                                                                                 work), "predict_time_ms": predict_ms})
+            rows.append({"predicted_ms": predicted, "measured_ms": measure_whole(widths),
+                         "predict_time_ms": predict_ms})
     errors = [abs(r["predicted_ms"] - r["measured_ms"]) / r["measured_ms"] for r in rows]
-    return {"arch": arch, "align": args.align, "units": len(space.units), "kernels": len(kernels),
+    return {"arch": arch, "align": args.align, "paired": not args.unpaired, "units": len(space.units),
+            "kernels": len(kernels),
             "kernels_measured_now": measured_now, "table_s": round(table_s, 1),
             "model": args.model, "calibration": len(calibration), "fitted": fitted.describe(),
             "median_abs_error": statistics.median(errors), "within_5pct": sum(e <= 0.05 for e in errors) / len(errors),
@@ -87,13 +98,16 @@ def main() -> None:
     parser.add_argument("--backend", default="openvino")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--unpaired", action="store_true",
+                        help="measure every network alone, not paired with the dense one (the search pairs them)")
     parser.add_argument("--cache", default=None)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     target = Target(backend=args.backend, threads=args.threads)
     results = [run(arch, args, target) for arch in args.arch]
     for r in results:
-        print(f"{r['arch']} (align {r['align']}): {r['units']} units, {r['kernels']} kernels "
+        print(f"{r['arch']} (align {r['align']}, {'paired' if r['paired'] else 'unpaired'}): {r['units']} units, "
+              f"{r['kernels']} kernels "
               f"({r['kernels_measured_now']} measured now, {r['table_s']} s); {r['model']} fitted on "
               f"{r['calibration']} networks: {r['fitted']}; {len(r['rows'])} configs: median |error| "
               f"{100 * r['median_abs_error']:.1f} %, "

@@ -29,7 +29,7 @@ from edgeprune.budget_search.importance import LossOracle, widths_tag
 from edgeprune.budget_search.latency import PROBE, LatencyTable, LocalMeasurer, export_kernel
 from edgeprune.budget_search.predict import LatencyModel, kernel_macs, kernel_sum, networks_needed, terms
 from edgeprune.budget_search.run import SearchSettings, search
-from edgeprune.budget_search.space import build_space, render_widths_schedule, thinned, width_grid
+from edgeprune.budget_search.space import Kernel, build_space, render_widths_schedule, thinned, width_grid
 from edgeprune.errors import ConfigError
 from edgeprune.measurement.protocol import Protocol
 from edgeprune.measurement.target import Target
@@ -141,26 +141,38 @@ def test_the_latency_model_has_a_term_per_resolution_and_recovers_what_it_can_ex
     assert all(c >= 0 for c in LatencyModel.fit(space, table, slower).coefficients[:-1])
 
 
-def test_a_network_measured_again_keeps_its_lower_latency(tmp_path: Path) -> None:
-    """A disturbed measurement is slower, never faster: measuring again (what confirms a refusal) keeps the lower,
-    and the table remembers it for the next search on the device."""
-    class Busy(LocalMeasurer):  # this machine's real measurement, the first one taken at a busy moment
+def test_a_ratio_is_timed_paired_and_follows_the_two_latencies(tmp_path: Path) -> None:
+    """A file against itself is 1; a small kernel against one 200x its MACs is far below 1, and the other way round
+    far above: the ratio is the two latencies', not an artefact of the order they are timed in."""
+    small = export_kernel(PROBE, tmp_path, 1)
+    big = export_kernel(Kernel("conv", 64, 64, (3, 3), (1, 1), (1, 1), (16, 16)), tmp_path, 1)
+    assert 0.8 < QUICK.latency_ratio(big, big) < 1.25
+    down, up = QUICK.latency_ratio(small, big), QUICK.latency_ratio(big, small)
+    assert down < 0.5 < 2 < up
+    assert 0.5 < down * up < 2  # the same two latencies, either way round
+
+
+def test_a_ratio_measured_again_keeps_the_lower_one(tmp_path: Path) -> None:
+    """Measuring again (what confirms a refusal) keeps the lower ratio, so a budget is refused only when every
+    measurement says so; the table remembers it for the next search on the device."""
+    class Busy(LocalMeasurer):  # this machine's real measurement, the first one taken at a disturbed moment
         first = True
 
-        def latency_ms(self, onnx_path: str | Path) -> float:
-            ms = super().latency_ms(onnx_path)
+        def latency_ratio(self, onnx_path: str | Path, reference: str | Path) -> float:
+            ratio = super().latency_ratio(onnx_path, reference)
             if self.first:
                 self.first = False
-                return 10 * ms
-            return ms
+                return 10 * ratio
+            return ratio
 
-    onnx = export_kernel(PROBE, tmp_path, 1)
+    small = export_kernel(PROBE, tmp_path, 1)
+    big = export_kernel(Kernel("conv", 64, 64, (3, 3), (1, 1), (1, 1), (16, 16)), tmp_path, 1)
     table = LatencyTable(QUICK, tmp_path / "cache", measurer=Busy(QUICK))
-    busy = table.network_ms(onnx)
-    assert table.network_ms(onnx) == busy and table.networks_measured_now == 1  # remembered, not measured again
-    calm = table.network_ms(onnx, again=True)
-    assert calm < busy / 3 and table.networks_measured_now == 2
-    assert LatencyTable(QUICK, tmp_path / "cache").network_ms(onnx) == calm  # kept for the next search
+    busy = table.network_ratio(small, big)
+    assert table.network_ratio(small, big) == busy and table.networks_measured_now == 1  # remembered
+    calm = table.network_ratio(small, big, again=True)
+    assert calm < busy / 3 and calm < 0.5 and table.networks_measured_now == 2
+    assert LatencyTable(QUICK, tmp_path / "cache").network_ratio(small, big) == calm  # kept for the next search
 
 
 def test_an_unreadable_table_says_which_file(tmp_path: Path) -> None:

@@ -290,11 +290,16 @@ class Consumer:
             with self._kept_visible(delivery):
                 self.wait_for_quiet()
                 local = self.work_dir / "measured" / safe_name(LATENCY_JOBS) / f"{safe_name(delivery.message_id)}.onnx"
-                path = self.stores(job.artifact).fetch(job.artifact, local)
+                fetched: list[Path] = []  # removed once measured, whatever happens
                 try:
-                    reply = answer(job, path, self.name, self.bench, self._fingerprints)
+                    for ref, dest in ((job.artifact, local), (job.reference, local.with_stem(f"{local.stem}-ref"))):
+                        if ref is not None:
+                            fetched.append(self.stores(ref).fetch(ref, dest))
+                    reply = answer(job, fetched[0], self.name, self.bench, self._fingerprints,
+                                   fetched[1] if len(fetched) > 1 else None)
                 finally:
-                    path.unlink(missing_ok=True)
+                    for path in fetched:
+                        path.unlink(missing_ok=True)
         except QueueUnavailableError:
             raise
         except KeyboardInterrupt:
@@ -303,7 +308,8 @@ class Consumer:
             return self._failed(delivery, exc, dead, f"latency job {job.label} from {job.requester}")
         self.queue.put_reply(job.reply, reply.model_dump_json())
         self.queue.ack(delivery)
-        shown = f"{reply.latency_ms:.4g} ms" if reply.latency_ms is not None else "fingerprint read"
+        shown = (f"{reply.latency_ms:.4g} ms" if reply.latency_ms is not None else
+                 f"{reply.ratio:.4g}x the reference" if reply.ratio is not None else "fingerprint read")
         self.console.print(f"latency job {job.label} from {job.requester}: {shown}", highlight=False)
         return "measured"
 

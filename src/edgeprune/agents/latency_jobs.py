@@ -1,12 +1,13 @@
 """Latency measurements through the agents' queue: ``edgeprune search --queue URL`` here, a consumer at the device.
 
-A search sends every ONNX file it needs timed — first a probe for the device's fingerprint, then the kernels of
-its latency table and whole candidate networks — as a :class:`LatencyJob` in the queue's ``@latency``
-namespace: the file goes into the artifact store (a claim check the consumer verifies) and the job names a reply
-key of the search's own. Every consumer serves that namespace beside its sweeps: it fetches the file, runs the
-same :class:`~edgeprune.measurement.target.Target` code a local search runs (with its own ``--backend/--device/
---threads`` over the requested ones, as for sweeps) and puts a :class:`LatencyReply` under the key: the latency
-or the fingerprint, the fingerprint of what measured, and who. The search takes replies as they come, so a
+A search sends every ONNX file it needs timed — first a probe for the device's fingerprint, then the kernels of its
+latency table, then whole networks, each timed paired with the dense one (a ``ratio`` job carries both files:
+:meth:`~edgeprune.measurement.target.Target.latency_ratio`) — as a :class:`LatencyJob` in the queue's ``@latency``
+namespace: the file goes into the artifact store (a claim check the consumer verifies) and the job names a reply key
+of the search's own. Every consumer serves that namespace beside its sweeps: it fetches the file, runs the same
+:class:`~edgeprune.measurement.target.Target` code a local search runs (with its own ``--backend/--device/
+--threads`` over the requested ones, as for sweeps) and puts a :class:`LatencyReply` under the key: the latency, the
+ratio or the fingerprint, the fingerprint of what measured, and who. The search takes replies as they come, so a
 table fills in any order and each entry is saved the moment it arrives.
 
 Every reply's fingerprint is checked against the one the search's table was opened with: two consumers at
@@ -41,24 +42,28 @@ LOST_CHECK_S = 5.0  # how often the outstanding jobs are looked for in the queue
 
 
 class LatencyJob(BaseModel):
-    """Time ``artifact`` on ``target`` (or read the device's fingerprint with it); answer under ``reply``."""
+    """Time ``artifact`` on ``target`` (``ratio``: as a fraction of ``reference``'s latency, the two timed in
+    alternating rounds; ``fingerprint``: read the device's fingerprint with it); answer under ``reply``."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    kind: Literal["latency", "fingerprint"]
+    kind: Literal["latency", "ratio", "fingerprint"]
     target: dict[str, Any]
     artifact: ArtifactRef
+    reference: ArtifactRef | None = None  # a ratio job's
     reply: str
     label: str
     requester: str
 
 
 class LatencyReply(BaseModel):
-    """A consumer's answer: the latency (ms) or nothing for a fingerprint job, or the error it gave up with."""
+    """A consumer's answer: the latency (ms), the ratio, or nothing for a fingerprint job; or the error it gave
+    up with."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     consumer: str
     fingerprint: dict[str, Any] | None = None
     latency_ms: float | None = None
+    ratio: float | None = None
     error: str | None = None
 
 
@@ -67,10 +72,10 @@ class LatencyJobError(EdgepruneError):
 
 
 def answer(job: LatencyJob, path: Path, consumer: str, machine: dict[str, Any],
-           fingerprints: dict[str, dict[str, Any]]) -> LatencyReply:
-    """The consumer's side: measure ``path`` (the job's fetched artifact) on the job's target with this machine's
-    ``--backend/--device/--threads`` over it. ``fingerprints`` caches the fingerprint per target (reading it
-    opens the file once more)."""
+           fingerprints: dict[str, dict[str, Any]], reference: Path | None = None) -> LatencyReply:
+    """The consumer's side: measure ``path`` (the job's fetched artifact; ``reference``, a ratio job's other one)
+    on the job's target with this machine's ``--backend/--device/--threads`` over it. ``fingerprints`` caches the
+    fingerprint per target (reading it opens the file once more)."""
     try:
         target = Target.from_dict(job.target).with_machine(machine)
     except (ValueError, TypeError, EdgepruneError) as exc:
@@ -81,6 +86,11 @@ def answer(job: LatencyJob, path: Path, consumer: str, machine: dict[str, Any],
     fingerprint = fingerprints[key]
     if job.kind == "fingerprint":
         return LatencyReply(consumer=consumer, fingerprint=fingerprint)
+    if job.kind == "ratio":
+        if reference is None:
+            raise ConfigError(f"latency job {job.label!r} from {job.requester} asks for a ratio without a reference "
+                              "file")
+        return LatencyReply(consumer=consumer, fingerprint=fingerprint, ratio=target.latency_ratio(path, reference))
     return LatencyReply(consumer=consumer, fingerprint=fingerprint, latency_ms=target.latency_ms(path))
 
 
@@ -108,28 +118,53 @@ class QueuedMeasurer:
         self.latencies([Path(onnx_path)], lambda i, ms: out.append(ms))
         return out[0]
 
+    def latency_ratio(self, onnx_path: str | Path, reference: str | Path) -> float:
+        out: list[float] = []
+
+        def take(i: int, reply: LatencyReply) -> None:
+            self._check_device(Path(onnx_path), reply)
+            assert reply.ratio is not None
+            out.append(reply.ratio)
+
+        self._run([Path(onnx_path)], "ratio", take, reference=Path(reference))
+        return out[0]
+
+    def _check_device(self, path: Path, reply: LatencyReply) -> None:
+        if self.expected is not None and reply.fingerprint != self.expected:
+            raise ConfigError(
+                f"{path.name} was measured by consumer {reply.consumer} on another device than the table's "
+                f"({_differences(self.expected, reply.fingerprint or {})}).",
+                hint=f"Serve {self.queue.url} with consumers at one device only, or give each device a queue "
+                     "of its own (another Redis database or ?prefix=).")
+
     def latencies(self, paths: Sequence[Path], done: Callable[[int, float], None]) -> None:
         def check(i: int, reply: LatencyReply) -> None:
-            if self.expected is not None and reply.fingerprint != self.expected:
-                raise ConfigError(
-                    f"{paths[i].name} was measured by consumer {reply.consumer} on another device than the table's "
-                    f"({_differences(self.expected, reply.fingerprint or {})}).",
-                    hint=f"Serve {self.queue.url} with consumers at one device only, or give each device a queue "
-                         "of its own (another Redis database or ?prefix=).")
+            self._check_device(paths[i], reply)
             assert reply.latency_ms is not None
             done(i, reply.latency_ms)
 
         self._run(list(paths), "latency", check)
 
-    def _run(self, paths: list[Path], kind: Literal["latency", "fingerprint"],
-             on_reply: Callable[[int, LatencyReply], None]) -> None:
-        """Queue one job per file, then hand each reply to ``on_reply`` as it arrives."""
+    def _run(self, paths: list[Path], kind: Literal["latency", "ratio", "fingerprint"],
+             on_reply: Callable[[int, LatencyReply], None], *, reference: Path | None = None) -> None:
+        """Queue one job per file (each naming ``reference`` too, stored once), then hand each reply to
+        ``on_reply`` as it arrives."""
+        shared = None if reference is None else self.artifacts.put(reference, LATENCY_JOBS,
+                                                                    f"reference-{reference.stem}")
+        try:
+            self._run_jobs(paths, kind, on_reply, shared)
+        finally:
+            if shared is not None:
+                self.artifacts.delete(shared)
+
+    def _run_jobs(self, paths: list[Path], kind: Literal["latency", "ratio", "fingerprint"],
+                  on_reply: Callable[[int, LatencyReply], None], reference: ArtifactRef | None) -> None:
         waiting: dict[str, tuple[int, ArtifactRef, str]] = {}
         for i, path in enumerate(paths):
             ref = self.artifacts.put(path, LATENCY_JOBS, f"{kind}-{path.stem}")
             key = uuid.uuid4().hex
-            job = LatencyJob(kind=kind, target=self.target.to_dict(), artifact=ref, reply=key, label=path.name,
-                             requester=self.name)
+            job = LatencyJob(kind=kind, target=self.target.to_dict(), artifact=ref, reference=reference, reply=key,
+                             label=path.name, requester=self.name)
             waiting[key] = (i, ref, self.queue.put(LATENCY_JOBS, job.model_dump_json()))
         start = last_reply = last_check = time.monotonic()
         noted = False

@@ -10,7 +10,8 @@ The table file is keyed by everything a latency depends on — backend, device n
 threads, batch, the runtime's version, the CPU model — so a second search on the same device measures only
 kernels it has not seen, and a table is never read for another device. Whole networks are kept beside the
 kernels, keyed by a digest of their ONNX graph (the layers and weights, not the metadata edgeprune writes with the
-export time and paths): the same network on the same device is measured once, whichever search asks. Each
+export time and paths): the same network on the same device is measured once, whichever search asks. So are
+ratios of one network's latency to another's (a search times every network against the dense one, paired). Each
 measured entry is written at once (atomically), so an interrupted build resumes where it stopped.
 
 Who measures is a :class:`Measurer`: the :class:`~edgeprune.measurement.target.Target` itself on this machine, or
@@ -49,6 +50,8 @@ class Measurer(Protocol):
 
     def latency_ms(self, onnx_path: str | Path) -> float: ...
 
+    def latency_ratio(self, onnx_path: str | Path, reference: str | Path) -> float: ...
+
     def latencies(self, paths: Sequence[Path], done: Callable[[int, float], None]) -> None: ...
 
 
@@ -63,6 +66,9 @@ class LocalMeasurer:
 
     def latency_ms(self, onnx_path: str | Path) -> float:
         return self.target.latency_ms(onnx_path)
+
+    def latency_ratio(self, onnx_path: str | Path, reference: str | Path) -> float:
+        return self.target.latency_ratio(onnx_path, reference)
 
     def latencies(self, paths: Sequence[Path], done: Callable[[int, float], None]) -> None:
         for i, path in enumerate(paths):
@@ -120,6 +126,7 @@ class LatencyTable:
         self.path = Path(cache_dir or default_cache_dir()) / f"{digest}.json"
         self.entries: dict[str, float] = {}
         self.networks: dict[str, float] = {}  # graph_digest of a whole network's ONNX file -> ms
+        self.ratios: dict[str, float] = {}  # "<network digest>/<reference digest>" -> latency ratio
         self.measured_now = 0
         self.networks_measured_now = 0
         if self.path.exists():
@@ -136,13 +143,14 @@ class LatencyTable:
                 raise ValueError("another table version or device")
             self.entries = {str(k): float(v) for k, v in data["entries"].items()}
             self.networks = {str(k): float(v) for k, v in data.get("networks", {}).items()}
+            self.ratios = {str(k): float(v) for k, v in data.get("ratios", {}).items()}
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ConfigError(f"The latency table {self.path} cannot be read: {exc}.",
                               hint="Delete it (it is a cache) and the kernels are measured again.") from None
 
     def _write(self) -> None:
         write_json(self.path, {"version": TABLE_VERSION, "fingerprint": self.fingerprint, "entries": self.entries,
-                               "networks": self.networks})
+                               "networks": self.networks, "ratios": self.ratios})
 
     def __contains__(self, kernel: Kernel) -> bool:
         return kernel.key in self.entries
@@ -177,14 +185,24 @@ class LatencyTable:
             self.measurer.latencies(paths, done)
         return len(todo)
 
-    def network_ms(self, onnx_path: str | Path, *, again: bool = False) -> float:
-        """A whole network's latency: from the table when the same graph was measured on this device before.
-        ``again`` measures it once more and keeps the lower of the two (a disturbed measurement is slower, never
-        faster): what a refusal is confirmed with."""
+    def network_ms(self, onnx_path: str | Path) -> float:
+        """A whole network's latency: from the table when the same graph was measured on this device before."""
         digest = graph_digest(onnx_path)
-        if again or digest not in self.networks:
-            ms = round(self.measurer.latency_ms(onnx_path), 6)
-            self.networks[digest] = min(ms, self.networks.get(digest, ms))
+        if digest not in self.networks:
+            self.networks[digest] = round(self.measurer.latency_ms(onnx_path), 6)
             self.networks_measured_now += 1
             self._write()
         return self.networks[digest]
+
+    def network_ratio(self, onnx_path: str | Path, reference: str | Path, *, again: bool = False) -> float:
+        """A whole network's latency as a fraction of ``reference``'s (the dense network), the two timed in
+        alternating rounds (:meth:`~edgeprune.measurement.target.Target.latency_ratio`): from the table when this
+        pair was measured on this device before. ``again`` measures it once more and keeps the lower ratio: what a
+        refusal is confirmed with, so a budget is refused only when every measurement says it cannot be met."""
+        key = f"{graph_digest(onnx_path)}/{graph_digest(reference)}"
+        if again or key not in self.ratios:
+            ratio = round(self.measurer.latency_ratio(onnx_path, reference), 6)
+            self.ratios[key] = min(ratio, self.ratios.get(key, ratio))
+            self.networks_measured_now += 1
+            self._write()
+        return self.ratios[key]

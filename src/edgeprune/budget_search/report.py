@@ -25,6 +25,8 @@ KIND_COLOURS = {"dense": "#222222", "narrowest": "#888888", "calibration": "#1f7
 
 LOSS_RISE = ("mean cross-entropy on the search's training images of the network thinned, its BatchNorm statistics "
              "re-estimated, minus the dense network's")
+PAIRED = ("latency as a fraction of the dense network's, the two timed in alternating rounds on the device; the "
+          "measured ms is this times the dense network's latency")
 HELD_OUT = ("after fine-tuning, on the training images held out of it (--validation-share): the search picks its "
             "result by this, never by the test split")
 
@@ -79,7 +81,7 @@ def render(result: SearchResult, space: SearchSpace, fingerprint: Mapping[str, A
     head = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(str(v))}</dd>" for k, v in facts.items())
     widths = "".join(_row([u.name, ", ".join(u.members), u.width, best.widths[u.name],
                            f"{best.widths[u.name] / u.width:.2f}"]) for u in space.units)
-    measured = "".join(_row([m.kind, _fmt(m.measured_ms), _fmt(m.predicted_ms),
+    measured = "".join(_row([m.kind, _fmt(m.measured_ms), _fmt(m.ratio, ".3f"), _fmt(m.predicted_ms),
                              _fmt(None if m.predicted_ms is None else 100 * (m.predicted_ms - m.measured_ms)
                                   / m.measured_ms, "+.1f"),
                              "yes" if m.measured_ms <= result.budget_ms else "no", f"{m.macs:,}" if m.macs else "—",
@@ -92,7 +94,8 @@ def render(result: SearchResult, space: SearchSpace, fingerprint: Mapping[str, A
             "<h2>Widths chosen</h2><table><tr><th>unit</th><th>convs (one width)</th><th>dense</th><th>chosen</th>"
             f"<th>fraction</th></tr>{widths}</table>"
             + (f"<h2>Predicted against measured latency</h2>{figure_svg(fig)}" if fig is not None else "")
-            + "<h2>Every network measured</h2><table><tr><th>kind</th><th>measured ms</th><th>predicted ms</th>"
+            + "<h2>Every network measured</h2><table><tr><th>kind</th><th>measured ms</th>"
+              f"<th title=\"{PAIRED}\">× dense</th><th>predicted ms</th>"
               "<th>error %</th><th>under budget</th><th>MACs</th>"
               f"<th title=\"{LOSS_RISE}\">loss rise</th><th>top-1 pruned</th>"
               f"<th title=\"{HELD_OUT}\">top-1 held out</th><th>top-1 fine-tuned (test)</th>"

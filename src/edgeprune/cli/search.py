@@ -88,8 +88,9 @@ def search(
         print(json.dumps(result.to_dict()))
         return
     best = result.best
-    out.print(f"best: {best.measured_ms:.4g} ms measured (budget {result.budget_ms:.4g} ms, dense "
-              f"{result.dense.measured_ms:.4g} ms), top-1 {best.top1_finetuned:.2f} after fine-tuning "
+    out.print(f"best: {best.measured_ms:.4g} ms measured, {best.ratio:.3f}x the dense network timed paired with it "
+              f"(budget {result.budget_ms:.4g} ms, dense {result.dense.measured_ms:.4g} ms), "
+              f"top-1 {best.top1_finetuned:.2f} after fine-tuning "
               f"(dense {result.dense_top1:.2f}, {best.top1_pruned:.2f} after pruning; "
               f"{best.top1_validation:.2f} on the held-out training images that picked it)", highlight=False)
     out.print(f"schedule {output / 'best' / 'schedule.yaml'}  model {output / 'best' / 'model.pth'}  "

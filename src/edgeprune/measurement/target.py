@@ -8,6 +8,7 @@ one measured locally come from the same function and carry the same fingerprint.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -46,13 +47,33 @@ class Target:
         measurements, and on a machine shared with other work a round that another process disturbs is slower,
         never faster — measured here, one dense ResNet-20 in eight came out 3x slow with a single round.
         """
+        call = self._warmed(onnx_path)
+        return min(float(time_round(lambda i: call(), self.protocol).median_ms) for _ in range(self.rounds))
+
+    def latency_ratio(self, onnx_path: str | Path, reference: str | Path, *, rounds: int = 15) -> float:
+        """``onnx_path``'s latency as a fraction of ``reference``'s, both opened and warmed together, timed in
+        alternating rounds (reference first, then second, in turn); the median of the per-pair ratios.
+
+        Why: a relative budget (0.6x of the dense model) is a ratio, and on a VM whose speed shifts between
+        levels for seconds at a time two latencies measured apart can differ by 1.5x while the ratio of two
+        measured a round apart holds (BENCHMARKS.md, "Greedy against uniform widths")."""
+        calls = [self._warmed(reference), self._warmed(onnx_path)]
+        ratios = []
+        for r in range(rounds):
+            medians = [0.0, 0.0]
+            for k in ((0, 1) if r % 2 == 0 else (1, 0)):
+                medians[k] = float(time_round(lambda i, c=calls[k]: c(), self.protocol).median_ms)
+            ratios.append(medians[1] / medians[0])
+        return float(np.median(ratios))
+
+    def _warmed(self, onnx_path: str | Path) -> Callable[[], None]:
+        """One inference on a bound random input, called ``protocol.warmup`` times already."""
         runner = self.runner(onnx_path)
         shape = tuple(int(d) if d else self.batch for d in runner.input_shape)
-        x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
-        call = runner.bind(x)
+        call = runner.bind(np.random.default_rng(0).standard_normal(shape, dtype=np.float32))
         for _ in range(self.protocol.warmup):
             call()
-        return min(float(time_round(lambda i: call(), self.protocol).median_ms) for _ in range(self.rounds))
+        return call
 
     def fingerprint(self, probe: str | Path) -> dict[str, Any]:
         """Everything a measured latency depends on, read from the runtime itself with ``probe`` (any ONNX file
