@@ -30,6 +30,7 @@ from edgeprune.budget_search.latency import PROBE, LatencyTable, LocalMeasurer, 
 from edgeprune.budget_search.predict import LatencyModel, kernel_macs, kernel_sum, networks_needed, terms
 from edgeprune.budget_search.run import SearchSettings, search
 from edgeprune.budget_search.space import Kernel, build_space, render_widths_schedule, thinned, width_grid
+from edgeprune.distillation import DistillConfig
 from edgeprune.errors import ConfigError
 from edgeprune.measurement.protocol import Protocol
 from edgeprune.measurement.target import Target
@@ -253,10 +254,21 @@ def test_a_search_meets_its_budget_and_its_schedule_reproduces_the_widths(digits
     assert resumed.table_measured_now == 0
     assert resumed.best.widths == result.best.widths and resumed.best.measured_ms == result.best.measured_ms
 
+    # the same directory with another recipe (distilled from the dense model) fine-tunes in runs of its own, and
+    # measures no network again: the table kept every ratio to the dense network
+    distilled = search(digits_model, "digits", out, replace(_settings("0.85x", tmp_path / "cache"), finetune=1,
+                                                            distill=DistillConfig(teacher="dense")))
+    assert distilled.networks_measured_now == 0 and distilled.best.top1_finetuned is not None
+    runs = {p.name for p in (out / "networks").glob("*/finetuned-*")}
+    assert len(runs) == 2, runs
 
-@pytest.mark.parametrize("change, said", [({"loss_images": 0}, "--loss-images must be at least 1, got 0"),
-                                          ({"validation_share": 1.0}, "--validation-share must be between 0 and 1"),
-                                          ({"validation_share": 0.0}, "--validation-share must be between 0 and 1")])
+
+@pytest.mark.parametrize("change, said", [
+    ({"loss_images": 0}, "--loss-images must be at least 1, got 0"),
+    ({"validation_share": 1.0}, "--validation-share must be between 0 and 1"),
+    ({"validation_share": 0.0}, "--validation-share must be between 0 and 1"),
+    ({"distill": DistillConfig(teacher="nosuch.pth")}, "Teacher checkpoint 'nosuch.pth' does not exist"),
+    ({"distill": DistillConfig(teacher="dense")}, "'resnet20_cifar' is a zoo name with untrained weights")])
 def test_bad_search_settings_are_refused_before_anything_is_written(change: dict, said: str, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=said):
         search("resnet20_cifar", "digits", tmp_path / "s", replace(_settings("0.8x", tmp_path / "cache"), **change))
@@ -322,6 +334,16 @@ def test_the_greedy_path_measures_lazily_and_takes_the_steps_measuring_every_ste
     assert path == [every_step(b) for b in budgets]
     assert lazy_calls < len(calls) / 2
     assert greedy_path(space, latency, compounding, [0.01 * dense_ms]) == [None]  # beyond the narrowest
+
+
+@pytest.mark.parametrize("option, value", [("--batch", "0"), ("--threads", "0"), ("--threads", "-2")])
+def test_a_target_that_cannot_be_timed_is_one_clear_error(option: str, value: str, tmp_path: Path) -> None:
+    proc = run_cli("search", "resnet20_cifar", "--data", "digits", "--latency", "0.6x", option, value, "-o",
+                   str(tmp_path / "s"))
+    said = " ".join(proc.stderr.split())
+    assert proc.returncode != 0 and "Traceback" not in said
+    assert f"{option} must be a whole number of at least 1, got {value}" in said
+    assert not (tmp_path / "s").exists()
 
 
 def test_cli_bad_budget_is_one_clear_error(tmp_path: Path) -> None:

@@ -35,6 +35,7 @@ network measured, and accuracy before pruning, after pruning and after fine-tuni
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import shutil
@@ -57,7 +58,7 @@ from edgeprune.budget_search.predict import LatencyModel, networks_needed
 from edgeprune.budget_search.report import write_report
 from edgeprune.budget_search.space import SearchSpace, Widths, build_space, render_widths_schedule
 from edgeprune.data import BatchLoader, evenly_spaced, hold_out, load_dataset
-from edgeprune.distillation import DistillConfig
+from edgeprune.distillation import DENSE, DistillConfig
 from edgeprune.errors import ConfigError
 from edgeprune.fileio import write_json, write_text
 from edgeprune.jobs.export import export_model
@@ -65,6 +66,7 @@ from edgeprune.jobs.inputs import load_model_for_data, normalization_for
 from edgeprune.jobs.prune import prune_model
 from edgeprune.jobs.train import evaluate_model, train_model
 from edgeprune.measurement.target import Target
+from edgeprune.training.distill import load_teacher
 from edgeprune.training.loop import TrainConfig
 from edgeprune.training.seeding import seed_everything
 
@@ -176,18 +178,28 @@ def search(model_spec: str, data: str, out_dir: str | Path, settings: SearchSett
     if not 0 < settings.validation_share < 1:
         raise ConfigError(f"--validation-share must be between 0 and 1, got {settings.validation_share}.",
                           hint="0.1 (the default) holds out a tenth of the training images to pick the result by.")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     seed_everything(settings.seed)
     train_data = load_dataset(data, "train")
     loaded = load_model_for_data(model_spec, train_data)
+    norm = normalization_for(loaded, train_data)
+    distill = settings.distill
+    if distill is not None:  # a teacher that cannot teach is refused now, not after the search's measuring
+        if distill.teacher == DENSE and loaded.checkpoint is None:
+            raise ConfigError(f"--teacher dense distils from MODEL itself, but {model_spec!r} is a zoo name with "
+                              "untrained weights, not a trained checkpoint.",
+                              hint="Give MODEL as a trained checkpoint, or --teacher a trained checkpoint file.")
+        distill = replace(distill, teacher=model_spec if distill.teacher == DENSE else distill.teacher)
+        load_teacher(distill.teacher, model_spec, train_data, norm)
     holdout = max(1, round(settings.validation_share * len(train_data)))
-    settings = replace(settings, train=replace(settings.train, holdout=holdout))  # fine-tuning holds them out
+    settings = replace(settings, distill=distill,
+                       train=replace(settings.train, holdout=holdout))  # fine-tuning holds them out
     model = loaded.model.eval()
     space = build_space(model, steps=settings.steps, min_fraction=settings.min_fraction, align=settings.align)
     if not space.units:
         raise ConfigError(f"{model_spec}: no conv of this model can be narrowed, so there is nothing to search.",
                           hint="; ".join(f"{k}: {v}" for k, v in list(space.excluded.items())[:3]))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
     state = _State(out / STATE_FILE, {"model": str(model_spec), "data": str(data), "latency": str(budget),
                                       "target": asdict(settings.target), "steps": settings.steps,
                                       "align": settings.align, "min_fraction": settings.min_fraction,
@@ -230,7 +242,6 @@ def search(model_spec: str, data: str, out_dir: str | Path, settings: SearchSett
                   f"{latency.describe()}", highlight=False)
 
     # 3. candidates: the greedy path, then each candidate measured whole
-    norm = normalization_for(loaded, train_data)
     fine_tuned_on, _ = hold_out(train_data, holdout)  # the held-out images judge nothing before the end
     loader = BatchLoader(evenly_spaced(fine_tuned_on, settings.loss_images), 128, shuffle=False, augment=False,
                          mean=norm["mean"], std=norm["std"])
@@ -351,6 +362,12 @@ class _Networks:
     def _onnx(self, m: Measured) -> Path:
         return self._dir(m.widths) / "model.onnx"
 
+    def _finetuned(self, m: Measured) -> Path:
+        """Where ``m`` is fine-tuned: named by this search's settings, so a search in the same directory with
+        another model, recipe or teacher starts its own runs instead of resuming (or refusing) another's."""
+        key = hashlib.sha256(json.dumps(self.state.key, sort_keys=True, default=str).encode()).hexdigest()[:12]
+        return self._dir(m.widths) / f"finetuned-{key}"
+
     def refit(self, table: LatencyTable) -> LatencyModel:
         return LatencyModel.fit(self.space, table, [(m.widths, m.measured_ms) for m in self.seen])
 
@@ -362,11 +379,8 @@ class _Networks:
             return
         assert m.checkpoint is not None
         m.top1_pruned = self.top1(m.checkpoint)
-        run_dir = Path(m.checkpoint).parent / "finetuned"
-        distill = self.settings.distill
-        if distill is not None and distill.teacher == "dense":
-            distill = DistillConfig(**{**asdict(distill), "teacher": self.model_spec})
-        result, _ = train_model(m.checkpoint, self.data, run_dir, self.settings.train, distill=distill,
+        run_dir = self._finetuned(m)
+        result, _ = train_model(m.checkpoint, self.data, run_dir, self.settings.train, distill=self.settings.distill,
                                 console=self.console)
         m.top1_validation = float(result.final["top1"])
         m.top1_finetuned = self.top1(str(run_dir / "checkpoint.pth"))
@@ -376,7 +390,7 @@ class _Networks:
         best.mkdir(parents=True, exist_ok=True)
         source = self._dir(m.widths)
         shutil.copyfile(source / "schedule.yaml", best / "schedule.yaml")
-        final = source / "finetuned" / "checkpoint.pth"
+        final = self._finetuned(m) / "checkpoint.pth"
         checkpoint = final if final.exists() else Path(m.checkpoint or "")
         shutil.copyfile(checkpoint, best / "model.pth")
         ir = best if self.settings.target.backend == "openvino" else None

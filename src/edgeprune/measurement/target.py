@@ -15,9 +15,11 @@ from typing import Any
 
 import numpy as np
 
+from edgeprune.errors import ConfigError
 from edgeprune.measurement.environment import environment
 from edgeprune.measurement.protocol import Protocol, time_round
 from edgeprune.runtime.backends import RunSettings, open_runner
+from edgeprune.runtime.devices import available_cpus
 
 KERNEL_PROTOCOL = Protocol(niter=100, warmup=10)  # per round; see Target.latency_ms
 RUNTIME_PACKAGE = {"openvino": "openvino", "onnxruntime": "onnxruntime"}
@@ -34,6 +36,14 @@ class Target:
     precision: str = "f32"
     protocol: Protocol = field(default=KERNEL_PROTOCOL)
     rounds: int = 5
+
+    def __post_init__(self) -> None:
+        """Refuse what no device can be timed with, before any file is exported for it."""
+        for name, value in (("--batch", self.batch), ("--threads", self.threads), ("rounds", self.rounds)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{name} must be a whole number of at least 1, got {value!r}.",
+                                  hint=f"A latency is timed at a fixed batch and thread count; this machine has "
+                                       f"{available_cpus()} CPU(s) to give --threads." if name == "--threads" else None)
 
     def runner(self, path: str | Path) -> Any:
         return open_runner(self.backend, str(path), RunSettings(device=self.device, threads=self.threads,
