@@ -82,6 +82,7 @@ def main() -> None:
     table = LatencyTable(target, args.cache)
     table.measure(space.all_kernels())
     work = Path(tempfile.mkdtemp(prefix="search-methods-"))
+    print(f"every network's schedule, checkpoint and ONNX file goes under {work}")
     cache: dict[str, dict] = {}
 
     def network(widths: dict[str, int]) -> dict:
@@ -215,7 +216,9 @@ def uniform_internal(weights: list[str], arch: str, fraction: float, budget: flo
         schedule = one_shot_filter_schedule([FilterPrunerSpec("uniform_internal", sparsity, weights)], arch, None,
                                             [f"Uniform L1 filter pruning of every block-internal conv at {sparsity}"])
         net = pruned_network(f"uniform-internal-{sparsity}", schedule)
-        if meets(net, fraction):
+        met = meets(net, fraction)
+        print(f"{fraction:.2f}x uniform-internal: sparsity {sparsity} measures {net['ratio']:.3f}x the dense network")
+        if met:
             return [{"budget": fraction, "budget_ms": budget, "method": "uniform-internal", "sparsity": sparsity,
                      "macs": net["macs"], "ckpt": net["ckpt"], "dir": str(net["dir"])}]
     print(f"{fraction:.2f}x uniform-internal: no sparsity measured under the budget")
