@@ -275,6 +275,15 @@ def test_bad_search_settings_are_refused_before_anything_is_written(change: dict
     assert not (tmp_path / "s").exists()
 
 
+def test_a_state_file_that_cannot_be_resumed_is_named_not_a_traceback(tmp_path: Path) -> None:
+    (tmp_path / "s").mkdir()
+    for text in ('{"key": {', "[]"):  # truncated; not a search state at all
+        (tmp_path / "s" / "search.json").write_text(text)
+        with pytest.raises(ConfigError, match="search.json holds no search this version can resume") as err:
+            search("resnet20_cifar", "digits", tmp_path / "s", _settings("0.8x", tmp_path / "cache"))
+        assert "delete search.json there to start it over" in (err.value.hint or "")
+
+
 def test_an_impossible_budget_names_the_fastest_measured_latency(digits_model: str, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"the fastest, every unit at its narrowest, measures [0-9.]+ ms") as err:
         search(digits_model, "digits", tmp_path / "s", _settings("0.01x", tmp_path / "cache"))

@@ -48,3 +48,18 @@ def test_cli_tables_print_full_width_when_piped() -> None:
     names = [layer.name for layer in model_summary(create_model("resnet56_cifar")).layers]
     assert all(f"│ {name} " in result.stdout for name in names)
     assert "│ (1, 64, 8, 8)" in result.stdout and "│ 1,179,648 │" in result.stdout  # OFM and MACs columns too
+
+
+def test_an_output_path_the_system_refuses_is_one_clear_error_naming_it(tmp_path) -> None:
+    """A run directory or cache under a regular file (as under a missing mount or a read-only folder): the path
+    and the system's reason, never a traceback."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    runs = {blocker / "run": ["train", "resnet20_cifar", "--data", "digits", "--epochs", "0", "-o"],
+            blocker / "cache": ["search", "resnet20_cifar", "--data", "digits", "--latency", "0.6x", "-o",
+                                str(tmp_path / "search"), "--cache"]}
+    for path, argv in runs.items():
+        proc = run_cli(*argv, str(path))
+        said = " ".join(proc.stderr.split())
+        assert proc.returncode == 2 and "Traceback" not in said, said
+        assert f"error: {path}: Not a directory." in said

@@ -124,6 +124,7 @@ class LatencyTable:
         self.fingerprint = fingerprint or self._probe()
         digest = hashlib.sha256(json.dumps(self.fingerprint, sort_keys=True).encode()).hexdigest()[:16]
         self.path = Path(cache_dir or default_cache_dir()) / f"{digest}.json"
+        self.path.parent.mkdir(parents=True, exist_ok=True)  # an unusable cache is found before anything is measured
         self.entries: dict[str, float] = {}
         self.networks: dict[str, float] = {}  # graph_digest of a whole network's ONNX file -> ms
         self.ratios: dict[str, float] = {}  # "<network digest>/<reference digest>" -> latency ratio

@@ -151,10 +151,16 @@ class _State:
         self.measured: list[Measured] = []
         self.extra: dict[str, Any] = {}
         if path.exists():
-            data = json.loads(path.read_text())
-            if data.get("key") == key:
-                self.measured = [Measured(**m) for m in data.get("measured", [])]
-                self.extra = data.get("extra", {})
+            try:
+                data = json.loads(path.read_text())
+                if data.get("key") == key:
+                    self.measured = [Measured(**m) for m in data.get("measured", [])]
+                    self.extra = dict(data.get("extra", {}))
+            except (ValueError, TypeError, AttributeError) as exc:
+                raise ConfigError(f"{path} holds no search this version can resume ({type(exc).__name__}: "
+                                  f"{str(exc).splitlines()[0] if str(exc) else 'malformed'}).",
+                                  hint=f"Give the search another output directory, or delete {path.name} there to "
+                                       "start it over (the latency table in the cache is kept either way).") from None
 
     def find(self, widths: Widths, kind: str | None = None) -> Measured | None:
         for m in self.measured:

@@ -119,4 +119,18 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except ModuleNotFoundError as exc:
         _missing_training_stack(exc)
+    except OSError as exc:
+        _unusable_path(exc)
+
+
+def _unusable_path(exc: OSError) -> None:
+    """A path the system refused (a missing parent, no permission, a full or read-only disk): the user's to fix,
+    so one paragraph naming the path, not a traceback. An OSError without a path is not that: it is re-raised."""
+    if exc.filename is None:
+        raise exc
+    paths = " -> ".join(str(p) for p in (exc.filename, exc.filename2) if p is not None)
+    err.print("[bold red]error:[/] " + escape(f"{paths}: {exc.strerror or exc}."), highlight=False)
+    err.print("Check that the path's folder exists and this user may write there, or give another path.",
+              highlight=False, markup=False)
+    sys.exit(2)
 
