@@ -81,6 +81,10 @@ def test_truncated_and_corrupt_files_are_clear_errors(tmp_path) -> None:
         load_checkpoint(garbage)
     with pytest.raises(CheckpointError, match="does not exist"):
         load_checkpoint(tmp_path / "missing.pth")
+    with pytest.raises(CheckpointError, match="is a folder, not a checkpoint file"):
+        load_checkpoint(tmp_path)
+    with pytest.raises(CheckpointError, match="is a folder, not a checkpoint file"):
+        resolve_model(str(tmp_path))
 
 
 class _Evil:

@@ -40,6 +40,9 @@ def resolve_model(spec: str, *, arch: str | None = None, **arch_kwargs: Any) -> 
         return LoadedModel(model, arch or ckpt.arch or "?", {**ckpt.arch_kwargs, **arch_kwargs}, ckpt)
     if ":" in spec or spec in MODELS:
         return LoadedModel(create_model(spec, **arch_kwargs), spec, dict(arch_kwargs))
+    if path.is_dir():
+        raise CheckpointError(f"{spec!r} is a folder, not a checkpoint file.",
+                              hint="Give the .pth file inside it (a training run keeps checkpoint.pth), or a zoo name.")
     if "/" in spec or spec.endswith(_CHECKPOINT_SUFFIXES):
         raise CheckpointError(f"Checkpoint {spec!r} does not exist.",
                               hint="Check the path, or give a zoo name (`edgeprune models`).")

@@ -100,6 +100,9 @@ class _RestrictedPickleModule:
 def safe_torch_load(path: str | Path) -> Any:
     """Load a ``.pth``/``.pth.tar`` file on the CPU without executing code from it."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{str(path)!r} is a folder, not a checkpoint file.",
+                              hint="Give the .pth file inside it (a training run keeps checkpoint.pth).")
     if not path.is_file():
         raise CheckpointError(f"Checkpoint {str(path)!r} does not exist.",
                               hint="Check the path; zoo names need no file (see `edgeprune summary --help`).")
