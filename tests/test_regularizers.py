@@ -11,7 +11,7 @@ from torch.nn import functional as F
 
 from edgeprune.errors import ConfigError
 from edgeprune.models import create_model
-from edgeprune.pruning.regularizers import EPSILON, GroupLassoRegularizer, L1Regularizer
+from edgeprune.pruning.regularizers import EPSILON, GroupLassoRegularizer, GroupVarianceRegularizer, L1Regularizer
 from edgeprune.schedule.config import ScheduleError, parse_schedule
 from edgeprune.schedule.scheduler import CompressionScheduler
 
@@ -171,3 +171,63 @@ def test_regularizer_configuration_error_is_located() -> None:
     text = SCHEDULE.replace("Rows]", "Channels]") % "false"
     with pytest.raises(ScheduleError, match=r"schedule.yaml:2:3: regularizers.lasso: .*needs a 4D weight"):
         CompressionScheduler(create_model("simplenet_cifar"), parse_schedule(text, "schedule.yaml"))
+
+
+# --------------------------------------------------------------------------------------- group variance
+def test_group_variance_loss_by_hand() -> None:
+    """strength / unbiased variance of the input channels' norms: w4's channels have norms sqrt(14+ε), sqrt(16+ε)."""
+    model = Tiny()
+    reg = GroupVarianceRegularizer("v", model, {"module.w4": [S, "Channels"]})
+    a, b = math.sqrt(14 + EPSILON), math.sqrt(16 + EPSILON)
+    variance = ((a - b) / 2) ** 2 * 2  # two values, n - 1 = 1
+    assert reg.loss(model.w4, "w4").item() == pytest.approx(S / variance, rel=1e-5)
+    assert reg.loss(model.m, "m") is None and reg.threshold_mask(model.w4, "w4") is None
+    # the penalty falls as the channels' norms spread apart: what lets a Group Lasso beside it pick the weak ones
+    spread = Tiny()
+    with torch.no_grad():
+        spread.w4[:, 1] *= 3
+    assert reg.loss(spread.w4, "w4").item() < reg.loss(model.w4, "w4").item()
+
+
+@pytest.mark.parametrize("regims, phrase", [
+    ({"w4": [0.1, "Filters"]}, "takes only 'Channels'"),
+    ({"w4": 0.1}, r"expected \[strength, Channels\]"),
+    ({"m": [0.1, "Channels"]}, "needs a conv weight with at least 2 input channels"),
+])
+def test_group_variance_refuses_bad_configurations(regims: dict, phrase: str) -> None:
+    with pytest.raises(ConfigError, match=phrase):
+        GroupVarianceRegularizer("v", Tiny(), regims)
+
+
+def test_distillers_gss_schedule_trains_with_both_regularizers() -> None:
+    """Distiller's GSS example pairs a thresholded Group Lasso with a Group Variance regularizer on the same convs:
+    both losses are added, in the epochs the policies give."""
+    text = """\
+regularizers:
+  lasso:
+    class: GroupLassoRegularizer
+    reg_regims:
+      module.layer1.0.conv2.weight: [0.0028, Channels]
+    threshold_criteria: Mean_Abs
+  variance:
+    class: GroupVarianceRegularizer
+    reg_regims:
+      module.layer1.0.conv2.weight: [0.000008, Channels]
+policies:
+  - regularizer: {instance_name: lasso}
+    epochs: [0]
+  - regularizer: {instance_name: variance}
+    epochs: [0]
+"""
+    torch.manual_seed(0)
+    model = create_model("resnet20_cifar")
+    sched = CompressionScheduler(model, parse_schedule(text))
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    sched.on_epoch_begin(0, model, opt)
+    sched.on_minibatch_begin(0, 0, 1, opt)
+    loss = F.cross_entropy(model(torch.randn(2, 3, 32, 32)), torch.tensor([0, 1]))
+    total = sched.before_backward_pass(0, 0, 1, loss, opt)
+    w = model.layer1[0].conv2.weight
+    expected = sum(p.regularizer.loss(w, "layer1.0.conv2.weight") for p in sched.policies)
+    assert (total - loss).item() == pytest.approx(expected.item(), rel=1e-5)
+    assert all(p.regularizer.loss(w, "layer1.0.conv2.weight").item() > 0 for p in sched.policies)
