@@ -165,6 +165,15 @@ def test_unavailable_device_lists_the_available_ones(exported) -> None:
     assert done.returncode == 2 and "Traceback" not in done.stderr and "Available: CPU" in done.stderr
 
 
+@pytest.mark.parametrize("option, value, said", [("--threads", "-1", "--threads must be 0 (every CPU"),
+                                                  ("--batch", "0", "--batch must be at least 1, got 0")])
+def test_a_thread_count_or_batch_no_runtime_takes_is_one_clear_error(exported, option: str, value: str,
+                                                                     said: str) -> None:
+    done = run_cli("bench", str(exported["onnx"]), option, value, cwd=REPO)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert said in " ".join(done.stderr.split())
+
+
 def test_unknown_backend_suggests_a_name(exported) -> None:
     with pytest.raises(EdgepruneError, match="onnxruntime"):
         bench_model(str(exported["onnx"]), backend="onnx-runtime", protocol=QUICK)

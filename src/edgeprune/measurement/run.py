@@ -40,6 +40,8 @@ def measure_model(path: str, *, backend: str = "openvino", device: str = "CPU", 
     protocol = protocol or Protocol()
     if batch < 1:
         raise ConfigError(f"--batch must be at least 1, got {batch}.")
+    if threads is not None and threads < 0:
+        raise ConfigError(f"--threads must be 0 (every CPU this process may use) or more, got {threads}.")
     settings = RunSettings(device=device, threads=threads or available_cpus(), precision=precision, hint=hint)
     model_format = model_format or MODEL_FORMATS.get(model_kind(path) or "", "pytorch")
     runner = open_runner(backend, path, settings, arch=arch)
