@@ -63,3 +63,12 @@ def test_an_output_path_the_system_refuses_is_one_clear_error_naming_it(tmp_path
         said = " ".join(proc.stderr.split())
         assert proc.returncode == 2 and "Traceback" not in said, said
         assert f"error: {path}: Not a directory." in said
+
+
+def test_an_agents_thread_or_round_count_below_one_is_refused_before_it_serves(tmp_path) -> None:
+    for role, option in (("consumer", "--threads"), ("consumer", "--niter"), ("producer", "--threads")):
+        proc = run_cli("agent", role, "--queue", f"sqlite:///{tmp_path / 'q.db'}", "--storage",
+                       f"sqlite:///{tmp_path / 's.db'}", option, "0")
+        said = " ".join(proc.stderr.split())
+        assert proc.returncode == 2 and "Traceback" not in said
+        assert f"Invalid value for '{option}'" in said and "greater than or equal to 1" in said

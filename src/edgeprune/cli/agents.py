@@ -38,7 +38,7 @@ def agent_producer(
     max_queued: Annotated[int, typer.Option("--max-queued", help="Ask no trial while N jobs wait unmeasured.")] = 4,
     stop_at: Annotated[int | None, typer.Option("--stop-at", help="Ask no trial once the study counts N trials "
                                                                   "(a run_cap for this run).")] = None,
-    threads: Annotated[int | None, typer.Option(help="Training threads (default: all usable CPUs).")] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="Training threads (default: all usable CPUs).")] = None,
     name: AgentNameOpt = None,
 ) -> None:
     """Ask the study, prune + retrain + export each trial to a verified ONNX, and queue it for the consumers."""
@@ -73,10 +73,12 @@ def agent_consumer(
     backend: Annotated[str | None, typer.Option(help="openvino | onnxruntime (default: the sweep's).")] = None,
     device: Annotated[str | None, typer.Option(help="CPU | GPU | NPU | AUTO, or MYRIAD on OpenVINO 2022.3 "
                                                     "(default: the sweep's).")] = None,
-    threads: Annotated[int | None, typer.Option(help="Inference threads (default: the sweep's).")] = None,
-    niter: Annotated[int | None, typer.Option(help="Timed iterations per round (default: the sweep's).")] = None,
-    warmup: Annotated[int | None, typer.Option(help="Untimed iterations (default: the sweep's).")] = None,
-    budget: Annotated[float | None, typer.Option(help="Seconds of repeated rounds (default: the sweep's).")] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="Inference threads (default: the sweep's).")] = None,
+    niter: Annotated[int | None, typer.Option(min=1, help="Timed iterations per round (default: the sweep's).")
+                     ] = None,
+    warmup: Annotated[int | None, typer.Option(min=0, help="Untimed iterations (default: the sweep's).")] = None,
+    budget: Annotated[float | None, typer.Option(min=0, help="Seconds of repeated rounds (default: the sweep's).")
+                      ] = None,
     name: AgentNameOpt = None,
     visibility_timeout: Annotated[float, typer.Option(help="Seconds before a job whose consumer went silent goes "
                                                            "to another.")] = 60.0,
