@@ -355,6 +355,15 @@ def test_a_target_that_cannot_be_timed_is_one_clear_error(option: str, value: st
     assert not (tmp_path / "s").exists()
 
 
+def test_the_issues_command_line_with_storage_reaches_the_queue(tmp_path: Path) -> None:
+    """``--storage`` names the artifact store as ``--artifacts`` does: the search gets as far as the queue."""
+    proc = run_cli("search", "resnet20_cifar", "--data", "digits", "--latency", "0.6x", "--queue",
+                   "redis://127.0.0.1:1/0", "--storage", str(tmp_path / "files"), "-o", str(tmp_path / "s"))
+    said = " ".join(proc.stderr.split())
+    assert proc.returncode == 2 and "Traceback" not in said
+    assert "Redis at redis://127.0.0.1:1/0 cannot be reached" in said
+
+
 def test_cli_bad_budget_is_one_clear_error(tmp_path: Path) -> None:
     proc = run_cli("search", "resnet20_cifar", "--latency", "fast", "-o", str(tmp_path / "s"))
     said = " ".join(proc.stderr.split())

@@ -9,7 +9,6 @@ from typing import Annotated
 import typer
 
 from edgeprune.cli.app import (
-    ArtifactsOpt,
     DataOpt,
     KdDistillWtOpt,
     KdStartOpt,
@@ -65,7 +64,10 @@ def search(
     queue: Annotated[str | None, typer.Option(
         help="Measure through this agents' queue (redis://HOST:6379/0 or sqlite:///PATH): a consumer at the device "
              "(edgeprune agent consumer --queue URL) times every file [default: measured on this machine].")] = None,
-    artifacts: ArtifactsOpt = None,
+    artifacts: Annotated[str | None, typer.Option(
+        "--artifacts", "--storage",
+        help="The artifact store the consumer at the device fetches the files from, as `agent consumer "
+             "--artifacts` takes it (--storage is the same option).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")] = False,
 ) -> None:
     """Find the most accurate pruned MODEL whose latency, measured on the target, meets --latency."""
