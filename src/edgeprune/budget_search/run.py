@@ -315,6 +315,10 @@ class _Networks:
         self.out, self.state, self.console = out, state, console
         self.seen: list[Measured] = []  # measured (or replayed) by this run, in order: a resume decides the same
         self.dense: Measured | None = None  # what every other network is timed against
+        # fine-tuning runs are named by this search's settings, so a search in the same directory with another
+        # model, recipe or teacher starts its own runs instead of resuming (or refusing) another's
+        self.runs = "finetuned-" + hashlib.sha256(json.dumps(state.key, sort_keys=True, default=str).encode()
+                                                  ).hexdigest()[:12]
 
     def _dir(self, widths: Widths) -> Path:
         tag = "-".join(str(widths[u.name]) for u in self.space.units)
@@ -369,10 +373,7 @@ class _Networks:
         return self._dir(m.widths) / "model.onnx"
 
     def _finetuned(self, m: Measured) -> Path:
-        """Where ``m`` is fine-tuned: named by this search's settings, so a search in the same directory with
-        another model, recipe or teacher starts its own runs instead of resuming (or refusing) another's."""
-        key = hashlib.sha256(json.dumps(self.state.key, sort_keys=True, default=str).encode()).hexdigest()[:12]
-        return self._dir(m.widths) / f"finetuned-{key}"
+        return self._dir(m.widths) / self.runs
 
     def refit(self, table: LatencyTable) -> LatencyModel:
         return LatencyModel.fit(self.space, table, [(m.widths, m.measured_ms) for m in self.seen])
